@@ -1,0 +1,492 @@
+/**
+ * The HSM core: the only trusted code (DESIGN section 3). It has no I/O; the agent drives it
+ * with the calls below and carries out the storage writes it asks for. Randomness, time and
+ * NVRAM come from its Platform.
+ *
+ * Life of a request on the leader (DESIGN section 5):
+ *   openRequest   decrypt and check the envelope, learn the record id
+ *   applyRequest  apply to the leader's tip with the record's tree path; the sealed response
+ *                 stays inside the HSM
+ *   closeBatch    MAC a new log entry over the batch; the agent writes entry and nodes
+ *   captureNext   the entry read back from storage advances the position (in RAM)
+ *   persist       the position goes to NVRAM
+ *   statement     MAC over (member, persisted position)
+ *   commit        a majority certificate releases the responses up to the certified entry
+ */
+import { bytesEqual, toHex, utf8 } from '../crypto/bytes.js';
+import { sha256 } from '../crypto/sha256.js';
+import { hmacSha256, verifyHmacSha256, ed25519PublicKey } from '../crypto/server.js';
+import { createServerSetup } from '../crypto/opaque.js';
+import { openRequest as hpkeOpenRequest } from '../crypto/hpke-node.js';
+import { Writer } from '../protocol/encoding.js';
+import { ProtocolError, type ErrorCode } from '../protocol/errors.js';
+import { accountTag, inRanges, routingHint } from '../protocol/ids.js';
+import { channelInfo, requestAad, type RequestEnvelope } from '../protocol/channel.js';
+import { decodeRequest, encodeResponse, type MessageType, type VaultRequest } from '../protocol/messages.js';
+import { decodeEntry, encodeEntry, entryHash, entryMacInput, statementMacInput, type Certificate, type Position, type Statement, PROTOCOL_VERSION, MEMBER_ID_BYTES } from '../protocol/log.js';
+import { fleetIdOf, type FleetPublicKeys } from '../protocol/fleet.js';
+import type { Platform } from './platform.js';
+import { DEFAULT_POLICY, decodeHsmSecrets, deriveSubkeys, encodeHsmSecrets, firstEpochKey, fleetPublicKeys, type FleetConfig, type FleetSecrets, type HsmSecrets, type Subkeys } from './keys.js';
+import { readNvram, writeNvram, type NvramState } from './nvram.js';
+import { openSlot, sealSlot, type RecordSlot } from './record.js';
+import { applyVaultRequest, type VaultContext } from './vault.js';
+import { emptyRoot, layered, lookup, MapNodeSource, proofSource, rootHash, treeRoot, upsert, type AddedNode, type TreeContext, type TreeRoot, type TreeTop } from './tree.js';
+
+/** Open requests waiting to be applied; oldest are evicted first (a flood cannot exhaust RAM). */
+const MAX_OPEN_REQUESTS = 4096;
+/** Requests in one batch. */
+const MAX_BATCH = 512;
+
+interface Captured extends Position {
+  root: Uint8Array;
+}
+
+interface OpenedRequest {
+  request: VaultRequest;
+  recordId: Uint8Array;
+  digest: Uint8Array;
+  sealResponse(plaintext: Uint8Array, responseNonce: Uint8Array): Uint8Array;
+}
+
+export interface ReleasedResponse {
+  handle: number;
+  /** The HPKE-sealed response, or an error for which the outcome is unknown. */
+  response: { type: 'Sealed'; body: Uint8Array } | { type: 'OutcomeUnknown' };
+}
+
+interface PendingEntry {
+  index: number;
+  hash: Uint8Array;
+  responses: ReleasedResponse[];
+  added: AddedNode[];
+}
+
+interface LeaderState {
+  /** Tip of the leader's own chain and its tree. */
+  tip: Position;
+  tree: TreeRoot;
+  /** Hashes of the entries this leader proposed, by index. */
+  chain: Map<number, Uint8Array>;
+  /** Nodes created by entries not yet W entries old, layered over shipped nodes. */
+  overlay: MapNodeSource;
+  pending: PendingEntry[];
+  batch: { digests: Uint8Array[]; responses: ReleasedResponse[]; added: AddedNode[]; removed: Uint8Array[] };
+}
+
+interface FleetRuntime {
+  secrets: FleetSecrets;
+  config: FleetConfig;
+  fleetId: Uint8Array;
+  publicKeys: FleetPublicKeys;
+  subkeys: Subkeys;
+  tree: TreeContext;
+  epoch: number;
+  epochKey: Uint8Array;
+}
+
+export type OpenResult = { type: 'Opened'; handle: number; recordId: Uint8Array } | { type: 'Refused'; code: ErrorCode; message: string };
+export type ApplyResult = { type: 'Applied' } | { type: 'StaleProof'; recordId: Uint8Array } | { type: 'Busy' } | { type: 'NotLeader' } | { type: 'UnknownHandle' } | { type: 'Halted'; message: string };
+export type CloseBatchResult = { type: 'Proposed'; entry: Uint8Array; index: number; top: TreeTop; added: AddedNode[]; removed: Uint8Array[] } | { type: 'Empty' } | { type: 'NotLeader' };
+export type CaptureResult =
+  | { type: 'Ok'; position: Position; steppedDown?: ReleasedResponse[] }
+  | { type: 'NoFleet' }
+  | { type: 'Malformed' }
+  | { type: 'InvalidMac'; index: number }
+  | { type: 'StaleIndex'; index: number }
+  | { type: 'Gap'; expected: number; got: number }
+  | { type: 'WrongPrev'; index: number }
+  | { type: 'NotMyPosition'; index: number };
+export type PersistResult = { type: 'Persisted'; position: Position } | { type: 'Unchanged'; position: Position } | { type: 'TooSoon'; waitMs: number } | { type: 'NothingCaptured' };
+export type CommitResult = { type: 'Committed'; index: number; released: ReleasedResponse[] } | { type: 'InvalidCertificate'; reason: string } | { type: 'SteppedDown'; released: ReleasedResponse[] };
+export type BecomeLeaderResult = { type: 'Ok'; position: Position } | { type: 'NotCaughtUp' } | { type: 'WrongTop' } | { type: 'NoFleet' };
+
+export interface HsmStatus {
+  memberId: Uint8Array;
+  fleetId?: Uint8Array;
+  captured?: Position;
+  persisted?: Position;
+  committed?: Position;
+  leader: boolean;
+  halted?: string;
+  /** Set when NVRAM names a position the agent has not yet shown the HSM. */
+  awaiting?: Position;
+}
+
+export function memberIdOf(identityPublicKey: Uint8Array): Uint8Array {
+  return sha256(utf8('bkv/v1/member'), identityPublicKey).slice(0, MEMBER_ID_BYTES);
+}
+
+export function logIdOf(fleetId: Uint8Array): Uint8Array {
+  return sha256(utf8('bkv/v1/log-id'), fleetId);
+}
+
+export class HsmCore {
+  private secrets: HsmSecrets;
+  readonly memberId: Uint8Array;
+  readonly identityPublicKey: Uint8Array;
+  private fleet: FleetRuntime | undefined;
+  private nvram: NvramState | null = null;
+  private captured: Captured | undefined;
+  private lastPersistAt = Number.NEGATIVE_INFINITY;
+  private committed: Position | undefined;
+  private leader: LeaderState | undefined;
+  private halted: string | undefined;
+  private readonly open = new Map<number, OpenedRequest>();
+  private nextHandle = 1;
+
+  private constructor(private readonly platform: Platform) {
+    const stored = platform.secrets.read();
+    if (stored) {
+      this.secrets = decodeHsmSecrets(stored);
+    } else {
+      this.secrets = { identitySeed: platform.randomBytes(32) };
+      platform.secrets.write(encodeHsmSecrets(this.secrets));
+    }
+    this.identityPublicKey = ed25519PublicKey(this.secrets.identitySeed);
+    this.memberId = memberIdOf(this.identityPublicKey);
+    if (this.secrets.fleet) this.loadFleet();
+  }
+
+  /** Starts the core on its platform: loads its secrets and its NVRAM position. */
+  static boot(platform: Platform): HsmCore {
+    return new HsmCore(platform);
+  }
+
+  private loadFleet(): void {
+    const f = this.secrets.fleet!;
+    const publicKeys = fleetPublicKeys(f.secrets);
+    const fleetId = fleetIdOf(publicKeys);
+    this.fleet = {
+      secrets: f.secrets,
+      config: f.config,
+      fleetId,
+      publicKeys,
+      subkeys: deriveSubkeys(f.secrets.mac),
+      tree: { fleetId, logId: logIdOf(fleetId) },
+      epoch: f.epoch,
+      epochKey: f.epochKey,
+    };
+    this.nvram = readNvram(this.platform.nvram, fleetId);
+    // With no valid NVRAM slot the HSM refuses the fleet (DESIGN section 5).
+    if (!this.nvram) this.halt('no valid NVRAM slot for this fleet');
+  }
+
+  private halt(reason: string): void {
+    // A violated invariant stops the HSM; it does not limp on (STYLE.md).
+    this.halted = reason;
+    this.leader = undefined;
+  }
+
+  status(): HsmStatus {
+    const s: HsmStatus = { memberId: this.memberId, leader: this.leader !== undefined };
+    if (this.fleet) s.fleetId = this.fleet.fleetId;
+    if (this.captured) s.captured = { index: this.captured.index, hash: this.captured.hash };
+    if (this.nvram) s.persisted = this.nvram.position;
+    if (this.committed) s.committed = this.committed;
+    if (this.halted) s.halted = this.halted;
+    if (!this.captured && this.nvram) s.awaiting = this.nvram.position;
+    return s;
+  }
+
+  publicKeys(): FleetPublicKeys | undefined {
+    return this.fleet?.publicKeys;
+  }
+
+  fleetConfig(): FleetConfig | undefined {
+    return this.fleet?.config;
+  }
+
+  // ---- key ceremony (single-HSM form; multi-member ceremonies wrap these keys to peers) ----
+
+  /**
+   * Generates the fleet keys inside this HSM, writes them to its secret store, and returns the
+   * genesis entry: index 0, prev = fleet id, the empty tree's root.
+   */
+  createFleet(opts: { policy?: Partial<FleetConfig['policy']>; routes?: FleetConfig['routes']; members?: Uint8Array[] }): { type: 'Created'; fleetId: Uint8Array; publicKeys: FleetPublicKeys; genesis: Uint8Array } | { type: 'AlreadyHasFleet' } {
+    if (this.secrets.fleet) return { type: 'AlreadyHasFleet' };
+    const secrets: FleetSecrets = {
+      // The OPAQUE library draws its setup from the platform's CSPRNG (crypto.getRandomValues).
+      opaque: createServerSetup(),
+      hpke: this.platform.randomBytes(32),
+      sign: this.platform.randomBytes(32),
+      mac: this.platform.randomBytes(32),
+      record: this.platform.randomBytes(32),
+    };
+    const config: FleetConfig = {
+      members: opts.members ?? [this.memberId],
+      policy: { ...DEFAULT_POLICY, ...opts.policy },
+      routes: opts.routes ?? [{ from: 0, to: 0xffff }],
+    };
+    if (!config.members.some((m) => bytesEqual(m, this.memberId))) throw new ProtocolError('BadRequest', 'this HSM must be a member of its fleet');
+    this.secrets = { ...this.secrets, fleet: { secrets, config, epoch: 0, epochKey: firstEpochKey(secrets.record) } };
+    this.platform.secrets.write(encodeHsmSecrets(this.secrets));
+    this.loadFleet();
+    const f = this.fleet!;
+    const genesisBody = { version: PROTOCOL_VERSION, index: 0, prev: f.fleetId, root: emptyRoot(f.tree), batchDigest: new Uint8Array(32), leader: this.memberId };
+    const genesis = encodeEntry({ ...genesisBody, mac: hmacSha256(f.subkeys.logEntry, entryMacInput(f.fleetId, genesisBody)) });
+    const position = { index: 0, hash: entryHash(genesis) };
+    this.nvram = writeNvram(this.platform.nvram, null, f.fleetId, position);
+    this.halted = undefined;
+    return { type: 'Created', fleetId: f.fleetId, publicKeys: f.publicKeys, genesis };
+  }
+
+  // ---- capture (every member) ----
+
+  /**
+   * Advances the position over entries read back from storage after a durable append. An entry
+   * is accepted only with a valid MAC, index = position.index + 1 and prev = position.hash (I5).
+   * After a restart the first entry must be the one NVRAM names.
+   */
+  captureNext(entries: Uint8Array[]): CaptureResult {
+    const f = this.fleet;
+    if (!f || this.halted) return { type: 'NoFleet' };
+    let steppedDown: ReleasedResponse[] | undefined;
+    for (const bytes of entries) {
+      let e;
+      try {
+        e = decodeEntry(bytes);
+      } catch {
+        return { type: 'Malformed' };
+      }
+      const { mac, ...body } = e;
+      if (e.version !== PROTOCOL_VERSION || !verifyHmacSha256(f.subkeys.logEntry, mac, entryMacInput(f.fleetId, body))) return { type: 'InvalidMac', index: e.index };
+      const hash = entryHash(bytes);
+      if (!this.captured) {
+        const p = this.nvram!.position;
+        if (e.index !== p.index || !bytesEqual(hash, p.hash)) return { type: 'NotMyPosition', index: e.index };
+        this.captured = { index: e.index, hash, root: e.root };
+        continue;
+      }
+      if (e.index <= this.captured.index) return { type: 'StaleIndex', index: e.index };
+      if (e.index !== this.captured.index + 1) return { type: 'Gap', expected: this.captured.index + 1, got: e.index };
+      if (!bytesEqual(e.prev, this.captured.hash)) return { type: 'WrongPrev', index: e.index };
+      this.captured = { index: e.index, hash, root: e.root };
+      // A leader that sees another entry at an index it proposed has lost that index: it stops
+      // leading and its pending requests get "outcome unknown" (DESIGN section 5).
+      const mine = this.leader?.chain.get(e.index);
+      if (mine && !bytesEqual(mine, hash)) steppedDown = this.stepDown();
+      if (this.leader) this.pruneOverlay();
+    }
+    const position = { index: this.captured!.index, hash: this.captured!.hash };
+    return steppedDown ? { type: 'Ok', position, steppedDown } : { type: 'Ok', position };
+  }
+
+  /** Writes the captured position to NVRAM, at most every P ms. */
+  persist(): PersistResult {
+    const f = this.fleet;
+    if (!f || !this.captured || this.halted) return { type: 'NothingCaptured' };
+    const position = { index: this.captured.index, hash: this.captured.hash };
+    if (this.nvram && this.nvram.position.index === position.index && bytesEqual(this.nvram.position.hash, position.hash)) return { type: 'Unchanged', position };
+    if (this.nvram && position.index < this.nvram.position.index) {
+      this.halt('captured position is behind NVRAM');
+      return { type: 'NothingCaptured' };
+    }
+    const now = this.platform.now();
+    const wait = this.lastPersistAt + f.config.policy.persistIntervalMs - now;
+    if (wait > 0) return { type: 'TooSoon', waitMs: wait };
+    this.nvram = writeNvram(this.platform.nvram, this.nvram, f.fleetId, position);
+    this.lastPersistAt = now;
+    return { type: 'Persisted', position };
+  }
+
+  /** A statement is issued only for a position already persisted in NVRAM (DESIGN section 5). */
+  statement(): { type: 'Ok'; statement: Statement } | { type: 'NothingPersisted' } {
+    const f = this.fleet;
+    if (!f || !this.nvram || this.halted || !this.captured) return { type: 'NothingPersisted' };
+    const p = this.nvram.position;
+    return { type: 'Ok', statement: { member: this.memberId, index: p.index, hash: p.hash, mac: hmacSha256(f.subkeys.capture, statementMacInput(f.fleetId, this.memberId, p)) } };
+  }
+
+  /** Checks a certificate: statements for exactly one (j, H) from a majority of distinct members. */
+  verifyCertificate(cert: Certificate): { type: 'Ok'; position: Position } | { type: 'Invalid'; reason: string } {
+    const f = this.fleet;
+    if (!f) return { type: 'Invalid', reason: 'no fleet' };
+    const first = cert[0];
+    if (!first) return { type: 'Invalid', reason: 'empty certificate' };
+    const seen = new Set<string>();
+    for (const s of cert) {
+      if (s.index !== first.index || !bytesEqual(s.hash, first.hash)) return { type: 'Invalid', reason: 'statements for different positions' };
+      if (!f.config.members.some((m) => bytesEqual(m, s.member))) return { type: 'Invalid', reason: 'statement from a non-member' };
+      const id = toHex(s.member);
+      if (seen.has(id)) continue;
+      if (!verifyHmacSha256(f.subkeys.capture, s.mac, statementMacInput(f.fleetId, s.member, s))) return { type: 'Invalid', reason: 'bad statement MAC' };
+      seen.add(id);
+    }
+    const majority = Math.floor(f.config.members.length / 2) + 1;
+    if (seen.size < majority) return { type: 'Invalid', reason: `statements from ${seen.size} of ${majority} members needed` };
+    return { type: 'Ok', position: { index: first.index, hash: first.hash } };
+  }
+
+  // ---- leading ----
+
+  /** Starts leading from the persisted position, once the agent has caught the HSM up. */
+  becomeLeader(top: TreeTop): BecomeLeaderResult {
+    const f = this.fleet;
+    if (!f || this.halted) return { type: 'NoFleet' };
+    if (!this.captured || !this.nvram || this.captured.index !== this.nvram.position.index) return { type: 'NotCaughtUp' };
+    if (!bytesEqual(rootHash(f.tree, top), this.captured.root)) return { type: 'WrongTop' };
+    const tip = { index: this.captured.index, hash: this.captured.hash };
+    this.leader = {
+      tip,
+      tree: treeRoot(f.tree, top),
+      chain: new Map(),
+      overlay: new MapNodeSource(),
+      pending: [],
+      batch: { digests: [], responses: [], added: [], removed: [] },
+    };
+    return { type: 'Ok', position: tip };
+  }
+
+  isLeader(): boolean {
+    return this.leader !== undefined;
+  }
+
+  /** Stops leading; every response not yet released is answered "outcome unknown". */
+  stepDown(): ReleasedResponse[] {
+    const l = this.leader;
+    this.leader = undefined;
+    if (!l) return [];
+    const out: ReleasedResponse[] = [];
+    for (const p of l.pending) for (const r of p.responses) out.push({ handle: r.handle, response: { type: 'OutcomeUnknown' } });
+    for (const r of l.batch.responses) out.push({ handle: r.handle, response: { type: 'OutcomeUnknown' } });
+    return out;
+  }
+
+  /** Decrypts and checks a request envelope. Nothing here reads or changes record state. */
+  openRequest(env: RequestEnvelope): OpenResult {
+    const f = this.fleet;
+    if (!f || this.halted) return { type: 'Refused', code: 'Unavailable', message: 'this HSM has no usable fleet' };
+    if (!this.leader) return { type: 'Refused', code: 'NotLeader', message: 'not the leader' };
+    if (env.version !== PROTOCOL_VERSION) return { type: 'Refused', code: 'UnsupportedVersion', message: `unsupported protocol version ${env.version}` };
+    if (env.hint.length !== 2 || env.tag.length !== 32 || env.enc.length !== 32) return { type: 'Refused', code: 'Malformed', message: 'bad envelope field sizes' };
+    if (!inRanges(env.hint, f.config.routes)) return { type: 'Refused', code: 'OutOfRange', message: 'user id is not routed to this fleet' };
+    let opened;
+    let request: VaultRequest;
+    try {
+      opened = hpkeOpenRequest(f.secrets.hpke, channelInfo(f.fleetId), requestAad(env), env.enc, env.ciphertext);
+      request = decodeRequest(opened.plaintext);
+    } catch (e) {
+      if (e instanceof ProtocolError) return { type: 'Refused', code: e.code, message: e.message };
+      return { type: 'Refused', code: 'Malformed', message: 'request does not decode' };
+    }
+    if (request.type !== env.type) return { type: 'Refused', code: 'Malformed', message: 'message type does not match the envelope' };
+    // The front end rate-limits and authorises by hint and tag; they must name this user.
+    if (!bytesEqual(routingHint(request.userId), env.hint) || !bytesEqual(accountTag(request.userId), env.tag)) {
+      return { type: 'Refused', code: 'AccountMismatch', message: 'routing hint or account tag does not match the user id' };
+    }
+    const recordId = hmacSha256(f.subkeys.recordId, utf8(request.userId));
+    const handle = this.nextHandle++;
+    if (this.open.size >= MAX_OPEN_REQUESTS) {
+      const oldest = this.open.keys().next().value;
+      if (oldest !== undefined) this.open.delete(oldest);
+    }
+    this.open.set(handle, { request, recordId, digest: sha256(env.enc, env.ciphertext), sealResponse: opened.sealResponse });
+    return { type: 'Opened', handle, recordId };
+  }
+
+  /** Applies an opened request to the leader's tip, with the record's tree path from storage. */
+  applyRequest(handle: number, nodes: Uint8Array[]): ApplyResult {
+    const f = this.fleet;
+    const l = this.leader;
+    if (this.halted) return { type: 'Halted', message: this.halted };
+    if (!f || !l) return { type: 'NotLeader' };
+    const o = this.open.get(handle);
+    if (!o) return { type: 'UnknownHandle' };
+    if (l.pending.length >= f.config.policy.maxUncommitted || l.batch.digests.length >= MAX_BATCH) return { type: 'Busy' };
+    const source = layered(l.overlay, proofSource(nodes));
+    const found = lookup(f.tree, l.tree, o.recordId, source);
+    if (found.type === 'MissingNode' || found.type === 'WrongRoot') return { type: 'StaleProof', recordId: o.recordId };
+    if (found.type === 'CorruptNode') return { type: 'StaleProof', recordId: o.recordId };
+    let slot: RecordSlot | undefined;
+    if (found.type === 'Found') {
+      const s = openSlot(f.epochKey, f.fleetId, o.recordId, found.value);
+      if (!s) {
+        // The leaf is under a root this HSM certified, so it was sealed by the fleet: failing
+        // to open it means a broken invariant, not a bad request.
+        this.halt('a record on the tip does not open');
+        return { type: 'Halted', message: this.halted! };
+      }
+      slot = s;
+    }
+    const ctx: VaultContext = { fleetId: f.fleetId, subkeys: f.subkeys, opaqueSetup: f.secrets.opaque, policy: f.config.policy, randomBytes: (n) => this.platform.randomBytes(n) };
+    let outcome;
+    try {
+      outcome = applyVaultRequest(ctx, o.request, o.recordId, slot);
+    } catch (e) {
+      // OPAQUE rejects malformed protocol messages by throwing (e.g. a KE1 that is not a valid
+      // group element). Nothing was written; the caller gets a sealed BadRequest.
+      outcome = { response: { type: o.request.type as MessageType, outcome: 'Error' as const, code: (e instanceof ProtocolError ? e.code : 'BadRequest') as ErrorCode } };
+    }
+    if (outcome.write) {
+      const leaf = sealSlot(f.epochKey, f.epoch, f.fleetId, o.recordId, outcome.write, this.platform.randomBytes(12));
+      const up = upsert(f.tree, l.tree, o.recordId, leaf, source);
+      if (up.type !== 'Updated') return { type: 'StaleProof', recordId: o.recordId };
+      l.tree = up.root;
+      for (const a of up.added) l.overlay.put(a.hash, a.node);
+      l.batch.added.push(...up.added);
+      l.batch.removed.push(...up.removed);
+    }
+    this.open.delete(handle);
+    const body = o.sealResponse(encodeResponse(outcome.response), this.platform.randomBytes(32));
+    l.batch.digests.push(o.digest);
+    l.batch.responses.push({ handle, response: { type: 'Sealed', body } });
+    return { type: 'Applied' };
+  }
+
+  /** Closes the open batch into a MACed entry on the leader's chain. */
+  closeBatch(): CloseBatchResult {
+    const f = this.fleet;
+    const l = this.leader;
+    if (!f || !l) return { type: 'NotLeader' };
+    if (l.batch.digests.length === 0) return { type: 'Empty' };
+    const w = new Writer().label('bkv/v1/batch').u32(l.batch.digests.length);
+    for (const d of l.batch.digests) w.fixed(d, 32);
+    const body = { version: PROTOCOL_VERSION, index: l.tip.index + 1, prev: l.tip.hash, root: l.tree.hash, batchDigest: sha256(w.finish()), leader: this.memberId };
+    const entry = encodeEntry({ ...body, mac: hmacSha256(f.subkeys.logEntry, entryMacInput(f.fleetId, body)) });
+    const hash = entryHash(entry);
+    l.tip = { index: body.index, hash };
+    l.chain.set(body.index, hash);
+    const { added, removed, responses } = l.batch;
+    l.pending.push({ index: body.index, hash, responses, added });
+    l.batch = { digests: [], responses: [], added: [], removed: [] };
+    return { type: 'Proposed', entry, index: body.index, top: l.tree.top, added, removed };
+  }
+
+  /**
+   * Releases the responses of every entry on the leader's chain up to a certified one (I1: no
+   * response leaves before its entry is committed to a majority).
+   */
+  commit(cert: Certificate): CommitResult {
+    const v = this.verifyCertificate(cert);
+    if (v.type !== 'Ok') return { type: 'InvalidCertificate', reason: v.reason };
+    const { index, hash } = v.position;
+    if (!this.committed || index > this.committed.index) this.committed = { index, hash };
+    const l = this.leader;
+    if (!l) return { type: 'Committed', index, released: [] };
+    const mine = l.chain.get(index);
+    if (mine && !bytesEqual(mine, hash)) return { type: 'SteppedDown', released: this.stepDown() };
+    if (!mine) return { type: 'Committed', index, released: [] };
+    const released: ReleasedResponse[] = [];
+    while (l.pending.length > 0 && l.pending[0]!.index <= index) released.push(...l.pending.shift()!.responses);
+    for (const i of [...l.chain.keys()]) if (i < index) l.chain.delete(i);
+    return { type: 'Committed', index, released };
+  }
+
+  /** Drops overlay nodes that storage holds durably: those of entries W or more behind capture. */
+  private pruneOverlay(): void {
+    const l = this.leader;
+    const f = this.fleet;
+    if (!l || !f || !this.captured) return;
+    // Nodes still referenced by pending entries stay; the rest of the overlay is rebuilt from them.
+    if (l.pending.length === 0 && l.batch.added.length === 0) {
+      if (l.overlay.size > 0 && this.captured.index >= l.tip.index) l.overlay = new MapNodeSource();
+      return;
+    }
+    if (l.overlay.size > 64 * 1024) {
+      const keep = new MapNodeSource();
+      for (const p of l.pending) for (const a of p.added) keep.put(a.hash, a.node);
+      for (const a of l.batch.added) keep.put(a.hash, a.node);
+      l.overlay = keep;
+    }
+  }
+}

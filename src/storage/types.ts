@@ -1,0 +1,43 @@
+/**
+ * The storage engine's interface (DESIGN section 3: untrusted). The HSM checks everything it
+ * reads from here; storage provides ordering, data and liveness, never safety.
+ */
+export interface StoredEntry {
+  index: number;
+  entry: Uint8Array;
+  /** Top node hash of the record tree after this entry: a hint the HSM re-checks against the root. */
+  top: Uint8Array | null;
+}
+
+export interface NodeWrite {
+  hash: Uint8Array;
+  node: Uint8Array;
+}
+
+export type AppendResult = { type: 'Appended' } | { type: 'IndexTaken' };
+
+export interface StoredCertificate {
+  index: number;
+  hash: Uint8Array;
+  statements: Uint8Array[];
+}
+
+export interface Storage {
+  readonly engine: 'sqlite' | 'postgres';
+  /**
+   * Writes the new tree nodes and the entry in one transaction, only if the index is free
+   * (DESIGN section 5, "Agents and storage"). Durable when it resolves.
+   */
+  appendEntry(e: StoredEntry, added: NodeWrite[], removed: Uint8Array[]): Promise<AppendResult>;
+  readEntries(fromIndex: number, limit: number): Promise<StoredEntry[]>;
+  latestEntry(): Promise<StoredEntry | undefined>;
+  getNode(hash: Uint8Array): Promise<Uint8Array | undefined>;
+  putCertificate(c: StoredCertificate): Promise<void>;
+  latestCertificate(): Promise<StoredCertificate | undefined>;
+  /**
+   * Removes tree nodes superseded at or below `index` and entries below `index` (compaction
+   * below a certificate, after a grace period chosen by the caller). Returns what it removed.
+   */
+  compact(index: number): Promise<{ nodes: number; entries: number }>;
+  close(): Promise<void>;
+}
