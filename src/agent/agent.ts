@@ -14,6 +14,7 @@ import { ProtocolError, type ErrorCode } from '../protocol/errors.js';
 import { toHex } from '../crypto/bytes.js';
 import type { Storage } from '../storage/types.js';
 import { collectPath } from './proof.js';
+import { opaqueReady } from '../crypto/opaque.js';
 
 export type AgentReply = { type: 'Sealed'; body: Uint8Array } | { type: 'Error'; code: ErrorCode; message: string };
 
@@ -60,6 +61,7 @@ export class Agent {
   }
 
   static async start(opts: AgentOptions): Promise<Agent> {
+    await opaqueReady; // the OPAQUE library is WebAssembly: loaded before the HSM runs
     const hsm = HsmCore.boot(opts.platform);
     const agent = new Agent(hsm, opts.storage, opts.log, opts);
     await agent.init(opts);

@@ -20,6 +20,7 @@ import {
   AEAD_AES_256_GCM,
   HASH_LENGTH,
   KEM_SUITE_ID,
+  MODE_BASE,
   NONCE_LENGTH,
   RESPONSE_EXPORT_LABEL,
   RESPONSE_NONCE_LENGTH,
@@ -216,7 +217,7 @@ export function keyScheduleSync(sharedSecret: Uint8Array, info: Uint8Array, aead
     pskIdHashes.set(aead, pskIdHash);
   }
   const infoHash = labeledExtract(suiteId, empty, 'info_hash', info);
-  const context = concatBytes(Uint8Array.of(0x00), pskIdHash, infoHash);
+  const context = concatBytes(Uint8Array.of(MODE_BASE), pskIdHash, infoHash);
   const secret = labeledExtract(suiteId, sharedSecret, 'secret', empty);
   const nk = aeadKeyLength(aead);
   return {

@@ -1,9 +1,9 @@
 /**
  * The request channel (DESIGN section 4), client side: HPKE (RFC 9180) base mode with the single
  * suite DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / AES-256-GCM, and the response encapsulation of
- * OHTTP (RFC 9458 section 4.4). Browser-safe: the primitives (X25519, HMAC-SHA256, AES-GCM) are
- * WebCrypto's; this file writes only the RFC 9180 composition. The HSM's side is hpke-node.ts,
- * which shares the byte layouts defined here so that both read the same specification text.
+ * OHTTP (RFC 9458 section 4.4). Browser-safe: the primitives (X25519, HKDF and HMAC with SHA-256,
+ * AES-GCM) are WebCrypto's; this file writes only the RFC 9180 composition. The HSM's side is
+ * hpke-node.ts, which shares the byte layouts defined here, so both follow one reading of the RFC.
  */
 import { ProtocolError } from '../protocol/errors.js';
 import { concatBytes, fromBase64Url, utf8 } from './bytes.js';
@@ -23,7 +23,7 @@ export const AEAD_AES_256_GCM: AeadId = 0x0002;
 
 const KEM_ID = 0x0020; // DHKEM(X25519, HKDF-SHA256)
 const KDF_ID = 0x0001; // HKDF-SHA256
-const MODE_BASE = 0x00;
+export const MODE_BASE = 0x00;
 
 /** Nsecret, Nenc, Npk, Nsk of DHKEM(X25519) and Nh of HKDF-SHA256 are all 32 bytes. */
 export const X25519_LENGTH = 32;

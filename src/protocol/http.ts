@@ -47,3 +47,33 @@ export function parseErrorJson(v: unknown): { code: ErrorCode; message: string }
   if (!e || !isErrorCode(e.code)) return undefined;
   return { code: e.code, message: typeof e.message === 'string' ? e.message.slice(0, 500) : '' };
 }
+
+/** The one place error codes become HTTP status codes. */
+export function httpStatusOf(code: ErrorCode): number {
+  switch (code) {
+    case 'Malformed':
+    case 'BadRequest':
+    case 'UnknownMessageType':
+    case 'UnsupportedVersion':
+      return 400;
+    case 'Unauthorized':
+      return 401;
+    case 'AccountMismatch':
+      return 403;
+    case 'TooLarge':
+      return 413;
+    case 'RateLimited':
+      return 429;
+    case 'OutOfRange':
+    case 'WrongFleet':
+      return 421;
+    case 'NotLeader':
+    case 'Unavailable':
+    case 'Halted':
+      return 503;
+    case 'OutcomeUnknown':
+      return 504;
+    default:
+      return 500;
+  }
+}

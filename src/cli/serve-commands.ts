@@ -1,0 +1,96 @@
+/** `bkv hsm serve` and `bkv frontend serve`: the long-running processes `bkv dev` starts. */
+import { readFileSync } from 'node:fs';
+
+import type { Command } from 'commander';
+import pino from 'pino';
+import { Agent } from '../agent/agent.js';
+import { buildAgentServer } from '../agent/server.js';
+import { SqliteStorage } from '../storage/sqlite.js';
+import { softwarePlatform } from '../softhsm/platform.js';
+import { buildFrontend } from '../frontend/server.js';
+import { jwtSessions, openSessions, type JwtConfig } from '../frontend/auth.js';
+import { makeTrustFile } from '../protocol/fleet.js';
+import { InputError } from './secrets.js';
+
+function intOption(v: string, name: string, min: number, max: number): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new InputError(`${name} must be an integer from ${min} to ${max}`);
+  return n;
+}
+
+function announce(msg: Record<string, unknown>): void {
+  if (process.send) process.send(msg);
+}
+
+function onSignals(close: () => Promise<void>): void {
+  let closing = false;
+  const stop = (): void => {
+    if (closing) return;
+    closing = true;
+    void close().finally(() => process.exit(0));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('disconnect', stop);
+}
+
+export function registerServeCommands(program: Command): void {
+  const hsm = program.command('hsm').description('run a software HSM and its agent');
+  hsm
+    .command('serve')
+    .description('run one software HSM with its agent over a storage engine')
+    .requiredOption('--data <dir>', 'the HSM\'s private directory (NVRAM, sealed keys); never shared with storage')
+    .requiredOption('--storage <path>', 'SQLite file of the fleet\'s log and records')
+    .option('--host <host>', 'listen address', '127.0.0.1')
+    .option('--port <port>', 'listen port (0 = any free port)', '0')
+    .option('--create-fleet', 'generate fleet keys inside this HSM if it has none (development)')
+    .option('--compact-grace <entries>', 'log entries kept below the latest certificate', '1000')
+    .action(async (o: { data: string; storage: string; host: string; port: string; createFleet?: boolean; compactGrace: string }) => {
+      const log = pino({ level: process.env.BKV_LOG_LEVEL ?? 'info', base: { role: 'hsm' } }, pino.destination(2));
+      const storage = new SqliteStorage(o.storage);
+      let agent: Agent;
+      try {
+        agent = await Agent.start({ platform: softwarePlatform(o.data), storage, log, createFleet: o.createFleet ? {} : undefined, compactGraceEntries: intOption(o.compactGrace, '--compact-grace', 1, 1e9) });
+      } catch (e) {
+        log.fatal({ err: (e as Error).message }, 'cannot start');
+        process.stderr.write(`bkv hsm: ${(e as Error).message}\n`);
+        announce({ type: 'failed', role: 'hsm', message: (e as Error).message });
+        process.exit(6);
+      }
+      const app = buildAgentServer(agent, log);
+      const address = await app.listen({ host: o.host, port: intOption(o.port, '--port', 0, 65535) });
+      announce({ type: 'ready', role: 'hsm', url: address, trust: makeTrustFile(agent.publicKeys(), agent.fleetConfig().routes) });
+      log.info({ url: address }, 'agent listening');
+      onSignals(async () => {
+        await app.close();
+        await agent.close();
+        await storage.close();
+      });
+    });
+
+  const fe = program.command('frontend').description('run the HTTP front end');
+  fe.command('serve')
+    .description('relay sealed requests to the fleet, with app-session checks and rate limits')
+    .requiredOption('--agent <url...>', 'agent URLs of the fleet\'s members')
+    .option('--host <host>', 'listen address', '127.0.0.1')
+    .option('--port <port>', 'listen port (0 = any free port)', '8080')
+    .option('--open', 'OPEN MODE: trust any account tag, no app session (development only)')
+    .option('--jwt-config <file>', 'JSON {jwks, issuer, audience, userClaim?}: verify app sessions')
+    .option('--ke1-per-day <n>', 'recovery attempts (KE1) per account per day', '10')
+    .action(async (o: { agent: string[]; host: string; port: string; open?: boolean; jwtConfig?: string; ke1PerDay: string }) => {
+      const log = pino({ level: process.env.BKV_LOG_LEVEL ?? 'info', base: { role: 'frontend' } }, pino.destination(2));
+      if (!o.open && !o.jwtConfig) throw new InputError('choose --jwt-config FILE, or --open for development');
+      let sessions = openSessions;
+      if (o.jwtConfig) sessions = jwtSessions(JSON.parse(readFileSync(o.jwtConfig, 'utf8')) as JwtConfig);
+      else log.warn('OPEN MODE: app sessions are not checked; any caller may act for any account tag. Development only.');
+      const app = buildFrontend({ agents: o.agent, sessions, ke1PerTagPerDay: intOption(o.ke1PerDay, '--ke1-per-day', 1, 1e9), log });
+      const address = await app.listen({ host: o.host, port: intOption(o.port, '--port', 0, 65535) });
+      announce({ type: 'ready', role: 'frontend', url: address });
+      log.info({ url: address }, 'front end listening');
+      onSignals(async () => {
+        await app.close();
+      });
+    });
+}
+
+

@@ -1,0 +1,121 @@
+/**
+ * The front end (DESIGN section 3): untrusted, stateless, many replicas. It checks the app session
+ * against the account tag, rate-limits KE1s per tag, and relays ciphertext to the fleet's leader.
+ * It never sees a password, a key or a user id inside the vault protocol (I6).
+ */
+import Fastify, { type FastifyBaseLogger } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Logger } from 'pino';
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { fromBase64, toHex } from '../crypto/bytes.js';
+import { httpStatusOf, parseErrorJson } from '../protocol/http.js';
+import { EnvelopeSchema } from '../protocol/schemas.js';
+import type { ErrorCode } from '../protocol/errors.js';
+import { DailyRateLimiter } from './rate-limit.js';
+import type { SessionVerifier } from './auth.js';
+import { openApiDocument } from './openapi.js';
+
+export interface FrontendOptions {
+  /** Base URLs of the fleet's agents; requests go to the one that leads. */
+  agents: string[];
+  sessions: SessionVerifier;
+  ke1PerTagPerDay: number;
+  log: Logger;
+  /** Timeout of one relayed request. */
+  agentTimeoutMs?: number;
+}
+
+export function buildFrontend(opts: FrontendOptions) {
+  const app = Fastify({ loggerInstance: opts.log as FastifyBaseLogger, bodyLimit: 16 * 1024, disableRequestLogging: true }).withTypeProvider<TypeBoxTypeProvider>();
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const requests = new Counter({ name: 'bkv_frontend_requests_total', help: 'Relayed vault requests by message type and outcome', labelNames: ['type', 'outcome'], registers: [registry] });
+  const latency = new Histogram({ name: 'bkv_frontend_request_seconds', help: 'Latency of relayed vault requests', labelNames: ['type'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry] });
+  const limiter = new DailyRateLimiter(opts.ke1PerTagPerDay);
+  let leader = 0;
+
+  const fail = (code: ErrorCode, message: string) => ({ status: httpStatusOf(code), body: { error: { code, message } } });
+
+  app.setErrorHandler((err: { validation?: unknown; statusCode?: number }, _req, reply) => {
+    if (err.validation) return reply.code(400).send({ error: { code: 'Malformed', message: 'request does not match the schema' } });
+    if (err.statusCode === 413) return reply.code(413).send({ error: { code: 'TooLarge', message: 'request too large' } });
+    if (err.statusCode === 415) return reply.code(400).send({ error: { code: 'Malformed', message: 'expected application/json' } });
+    if (err.statusCode && err.statusCode < 500) return reply.code(400).send({ error: { code: 'Malformed', message: 'bad request' } });
+    return reply.code(500).send({ error: { code: 'Internal', message: 'internal error' } });
+  });
+
+  async function relay(body: unknown): Promise<{ status: number; body: unknown }> {
+    for (let tries = 0; tries < opts.agents.length; tries++) {
+      const url = opts.agents[(leader + tries) % opts.agents.length]!;
+      let res: Response;
+      try {
+        res = await fetch(`${url}/agent/v1/request`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(opts.agentTimeoutMs ?? 30_000) });
+      } catch {
+        continue;
+      }
+      const json: unknown = await res.json().catch(() => undefined);
+      const err = parseErrorJson(json);
+      if (err?.code === 'NotLeader') continue;
+      leader = (leader + tries) % opts.agents.length;
+      if (res.ok) return { status: 200, body: json };
+      return err ? fail(err.code, err.message) : fail('Unavailable', 'the fleet answered with an error');
+    }
+    return fail('Unavailable', 'no member of the fleet is reachable');
+  }
+
+  app.post('/v1/request', { schema: { body: EnvelopeSchema } }, async (req, reply) => {
+    const env = req.body;
+    const end = latency.startTimer({ type: env.type });
+    let tag: Uint8Array;
+    try {
+      tag = fromBase64(env.tag);
+      if (tag.length !== 32) throw new Error();
+    } catch {
+      requests.inc({ type: env.type, outcome: 'Malformed' });
+      return reply.code(400).send({ error: { code: 'Malformed', message: 'tag must be 32 bytes of base64' } });
+    }
+    const session = await opts.sessions(req.headers.authorization, tag);
+    if (!session.ok) {
+      requests.inc({ type: env.type, outcome: 'Unauthorized' });
+      return reply.code(401).send({ error: { code: 'Unauthorized', message: session.reason } });
+    }
+    // Only KE1 spends a guess, so only KE1 is limited per account.
+    if (env.type === 'RecoverStart' && !limiter.take(toHex(tag))) {
+      requests.inc({ type: env.type, outcome: 'RateLimited' });
+      return reply.code(429).send({ error: { code: 'RateLimited', message: `at most ${opts.ke1PerTagPerDay} recovery attempts per account per day` } });
+    }
+    const r = await relay(env);
+    end();
+    const code = r.status === 200 ? 'Ok' : ((r.body as { error: { code: string } }).error.code);
+    requests.inc({ type: env.type, outcome: code });
+    return reply.code(r.status).send(r.body);
+  });
+
+  app.get('/v1/fleet', async (_req, reply) => {
+    for (const url of opts.agents) {
+      try {
+        const res = await fetch(`${url}/agent/v1/fleet`, { signal: AbortSignal.timeout(5000) });
+        if (res.ok) return await res.json();
+      } catch {
+        // try the next member
+      }
+    }
+    return reply.code(503).send({ error: { code: 'Unavailable', message: 'no member of the fleet is reachable' } });
+  });
+
+  app.get('/healthz', async (_req, reply) => {
+    for (const url of opts.agents) {
+      try {
+        const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) });
+        if (res.ok) return { ok: true };
+      } catch {
+        // try the next member
+      }
+    }
+    return reply.code(503).send({ ok: false });
+  });
+
+  app.get('/metrics', async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));
+  app.get('/openapi.json', async () => openApiDocument());
+  return app;
+}
