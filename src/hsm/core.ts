@@ -446,7 +446,12 @@ export class HsmCore {
     const hash = entryHash(entry);
     l.tip = { index: body.index, hash };
     l.chain.set(body.index, hash);
-    const { added, removed, responses } = l.batch;
+    // A node created and superseded within one batch never needs to reach storage.
+    const removedSet = new Set(l.batch.removed.map(toHex));
+    const addedSet = new Set(l.batch.added.map((a) => toHex(a.hash)));
+    const added = l.batch.added.filter((a) => !removedSet.has(toHex(a.hash)));
+    const removed = l.batch.removed.filter((h) => !addedSet.has(toHex(h)));
+    const { responses } = l.batch;
     l.pending.push({ index: body.index, hash, responses, added });
     l.batch = { digests: [], responses: [], added: [], removed: [] };
     return { type: 'Proposed', entry, index: body.index, top: l.tree.top, added, removed };

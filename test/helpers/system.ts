@@ -7,7 +7,7 @@ import { Agent } from '../../src/agent/agent.js';
 import { SqliteStorage } from '../../src/storage/sqlite.js';
 import { softwarePlatform } from '../../src/softhsm/platform.js';
 import { Vault } from '../../src/client/vault.js';
-import { makeTrustFile, parseTrustFile } from '../../src/protocol/fleet.js';
+import { makeTrustFile, parseTrustFile, type PinnedFleet } from '../../src/protocol/fleet.js';
 import type { Transport } from '../../src/client/transport.js';
 import type { RequestEnvelope } from '../../src/protocol/channel.js';
 import type { FleetPolicy } from '../../src/hsm/keys.js';
@@ -20,6 +20,7 @@ export interface InProcessSystem {
   /** Every envelope and reply that crossed the untrusted boundary. */
   seen: { envelopes: RequestEnvelope[]; replies: Uint8Array[] };
   vault(): Vault;
+  fleet: PinnedFleet;
   close(): Promise<void>;
 }
 
@@ -49,6 +50,7 @@ export async function startSystem(opts: { dir?: string; policy?: Partial<FleetPo
     storage,
     transport,
     seen,
+    fleet,
     vault: () => new Vault({ fleet, transport, keyStretching: 'insecure-fast-for-tests-only' }),
     async close() {
       await agent.close();
