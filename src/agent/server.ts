@@ -6,14 +6,17 @@ import { toBase64, toHex } from '../crypto/bytes.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { envelopeFromJson, httpStatusOf } from '../protocol/http.js';
 import { makeTrustFile } from '../protocol/fleet.js';
-import { EnvelopeSchema } from '../protocol/schemas.js';
+import { EnvelopeSchema, STRICT_AJV } from '../protocol/schemas.js';
 import type { Agent } from './agent.js';
 
 export function buildAgentServer(agent: Agent, log: Logger) {
-  const app = Fastify({ loggerInstance: log as FastifyBaseLogger, bodyLimit: 16 * 1024, disableRequestLogging: true }).withTypeProvider<TypeBoxTypeProvider>();
+  const app = Fastify({ loggerInstance: log as FastifyBaseLogger, bodyLimit: 16 * 1024, disableRequestLogging: true, ajv: STRICT_AJV }).withTypeProvider<TypeBoxTypeProvider>();
   app.setErrorHandler((err: { validation?: unknown; statusCode?: number }, _req, reply) => {
     if (err.validation) return reply.code(400).send({ error: { code: 'Malformed', message: 'request does not match the schema' } });
     if (err.statusCode === 413) return reply.code(413).send({ error: { code: 'TooLarge', message: 'request too large' } });
+    // Bad JSON, a wrong content type and the like are the caller's error, never an internal one (I8).
+    if (err.statusCode === 415) return reply.code(400).send({ error: { code: 'Malformed', message: 'expected application/json' } });
+    if (err.statusCode && err.statusCode < 500) return reply.code(400).send({ error: { code: 'Malformed', message: 'bad request' } });
     return reply.code(500).send({ error: { code: 'Internal', message: 'internal error' } });
   });
 

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { fromBase64, toHex } from '../crypto/bytes.js';
 import { httpStatusOf, parseErrorJson } from '../protocol/http.js';
-import { EnvelopeSchema } from '../protocol/schemas.js';
+import { EnvelopeSchema, STRICT_AJV } from '../protocol/schemas.js';
 import type { ErrorCode } from '../protocol/errors.js';
 import { DailyRateLimiter } from './rate-limit.js';
 import type { SessionVerifier } from './auth.js';
@@ -26,7 +26,7 @@ export interface FrontendOptions {
 }
 
 export function buildFrontend(opts: FrontendOptions) {
-  const app = Fastify({ loggerInstance: opts.log as FastifyBaseLogger, bodyLimit: 16 * 1024, disableRequestLogging: true }).withTypeProvider<TypeBoxTypeProvider>();
+  const app = Fastify({ loggerInstance: opts.log as FastifyBaseLogger, bodyLimit: 16 * 1024, disableRequestLogging: true, ajv: STRICT_AJV }).withTypeProvider<TypeBoxTypeProvider>();
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const requests = new Counter({ name: 'bkv_frontend_requests_total', help: 'Relayed vault requests by message type and outcome', labelNames: ['type', 'outcome'], registers: [registry] });

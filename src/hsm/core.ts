@@ -13,20 +13,20 @@
  *   statement     MAC over (member, persisted position)
  *   commit        a majority certificate releases the responses up to the certified entry
  */
-import { bytesEqual, toHex, utf8 } from '../crypto/bytes.js';
+import { bytesEqual, concatBytes, toHex, utf8 } from '../crypto/bytes.js';
 import { sha256 } from '../crypto/sha256.js';
-import { hmacSha256, verifyHmacSha256, ed25519PublicKey } from '../crypto/server.js';
+import { hmacSha256, verifyHmacSha256, ed25519PublicKey, hkdf } from '../crypto/server.js';
 import { createServerSetup } from '../crypto/opaque.js';
-import { openRequest as hpkeOpenRequest } from '../crypto/hpke-node.js';
+import { openRequest as hpkeOpenRequest, x25519PublicKey, setupBaseSenderSync, setupBaseReceiver } from '../crypto/hpke-node.js';
 import { Writer } from '../protocol/encoding.js';
 import { ProtocolError, type ErrorCode } from '../protocol/errors.js';
-import { accountTag, inRanges, routingHint } from '../protocol/ids.js';
+import { accountTag, inRanges, routingHint, validateUserId } from '../protocol/ids.js';
 import { channelInfo, requestAad, type RequestEnvelope } from '../protocol/channel.js';
 import { decodeRequest, encodeResponse, type MessageType, type VaultRequest } from '../protocol/messages.js';
-import { decodeEntry, encodeEntry, entryHash, entryMacInput, statementMacInput, type Certificate, type Position, type Statement, PROTOCOL_VERSION, MEMBER_ID_BYTES } from '../protocol/log.js';
+import { decodeEntry, encodeEntry, type LogEntry, entryHash, entryMacInput, statementMacInput, type Certificate, type Position, type Statement, PROTOCOL_VERSION, MEMBER_ID_BYTES } from '../protocol/log.js';
 import { fleetIdOf, type FleetPublicKeys } from '../protocol/fleet.js';
 import type { Platform } from './platform.js';
-import { DEFAULT_POLICY, decodeHsmSecrets, deriveSubkeys, encodeHsmSecrets, firstEpochKey, fleetPublicKeys, type FleetConfig, type FleetSecrets, type HsmSecrets, type Subkeys } from './keys.js';
+import { DEFAULT_POLICY, decodeHsmSecrets, decodeFleetBlob, deriveSubkeys, encodeFleetBlob, encodeHsmSecrets, firstEpochKey, fleetPublicKeys, type FleetConfig, type FleetSecrets, type HsmSecrets, type Subkeys } from './keys.js';
 import { readNvram, writeNvram, type NvramState } from './nvram.js';
 import { openSlot, sealSlot, type RecordSlot } from './record.js';
 import { applyVaultRequest, type VaultContext } from './vault.js';
@@ -112,8 +112,16 @@ export interface HsmStatus {
   awaiting?: Position;
 }
 
-export function memberIdOf(identityPublicKey: Uint8Array): Uint8Array {
-  return sha256(utf8('bkv/v1/member'), identityPublicKey).slice(0, MEMBER_ID_BYTES);
+/** A member id names both identity keys, so a wrap key cannot be swapped under a member's name. */
+export function memberIdOf(identity: MemberIdentity | Uint8Array, wrapPublic?: Uint8Array): Uint8Array {
+  const id = identity instanceof Uint8Array ? { signPublic: identity, wrapPublic: wrapPublic ?? new Uint8Array(32) } : identity;
+  return sha256(new Writer().label('bkv/v1/member').fixed(id.signPublic, 32).fixed(id.wrapPublic, 32).finish()).slice(0, MEMBER_ID_BYTES);
+}
+
+/** An HSM's identity keys: Ed25519 for attestations, X25519 to receive the fleet keys. */
+export interface MemberIdentity {
+  signPublic: Uint8Array;
+  wrapPublic: Uint8Array;
 }
 
 export function logIdOf(fleetId: Uint8Array): Uint8Array {
@@ -124,6 +132,8 @@ export class HsmCore {
   private secrets: HsmSecrets;
   readonly memberId: Uint8Array;
   readonly identityPublicKey: Uint8Array;
+  readonly wrapPublicKey: Uint8Array;
+  private readonly wrapPrivateKey: Uint8Array;
   private fleet: FleetRuntime | undefined;
   private nvram: NvramState | null = null;
   private captured: Captured | undefined;
@@ -143,7 +153,9 @@ export class HsmCore {
       platform.secrets.write(encodeHsmSecrets(this.secrets));
     }
     this.identityPublicKey = ed25519PublicKey(this.secrets.identitySeed);
-    this.memberId = memberIdOf(this.identityPublicKey);
+    this.wrapPrivateKey = hkdf(this.secrets.identitySeed, new Uint8Array(0), utf8('bkv/v1/identity-wrap'), 32);
+    this.wrapPublicKey = x25519PublicKey(this.wrapPrivateKey);
+    this.memberId = memberIdOf({ signPublic: this.identityPublicKey, wrapPublic: this.wrapPublicKey });
     if (this.secrets.fleet) this.loadFleet();
   }
 
@@ -228,6 +240,55 @@ export class HsmCore {
     this.nvram = writeNvram(this.platform.nvram, null, f.fleetId, position);
     this.halted = undefined;
     return { type: 'Created', fleetId: f.fleetId, publicKeys: f.publicKeys, genesis };
+  }
+
+  identity(): MemberIdentity & { memberId: Uint8Array } {
+    return { memberId: this.memberId, signPublic: this.identityPublicKey, wrapPublic: this.wrapPublicKey };
+  }
+
+  /**
+   * Wraps the fleet keys to another member's identity key (key ceremony, DESIGN section 7). Only
+   * to a member of the fleet's fixed list, and only before the log has grown past genesis, so a
+   * hostile agent cannot later talk an HSM into exporting its keys.
+   */
+  exportFleet(to: MemberIdentity): { type: 'Wrapped'; blob: Uint8Array } | { type: 'NotAMember' } | { type: 'CeremonyOver' } | { type: 'NoFleet' } {
+    const f = this.fleet;
+    if (!f || !this.secrets.fleet) return { type: 'NoFleet' };
+    const member = memberIdOf(to);
+    if (!f.config.members.some((m) => bytesEqual(m, member))) return { type: 'NotAMember' };
+    if ((this.captured?.index ?? this.nvram?.position.index ?? 0) !== 0) return { type: 'CeremonyOver' };
+    const sender = setupBaseSenderSync(to.wrapPublic, concatBytes(utf8('bkv/v1/fleet-wrap'), member), this.platform.randomBytes(32));
+    const ct = sender.seal(member, encodeFleetBlob(this.secrets.fleet));
+    return { type: 'Wrapped', blob: concatBytes(sender.enc, ct) };
+  }
+
+  /** Takes fleet keys wrapped to this HSM, and the fleet's genesis entry as its first position. */
+  joinFleet(blob: Uint8Array, genesis: Uint8Array): { type: 'Joined'; fleetId: Uint8Array } | { type: 'AlreadyHasFleet' } | { type: 'Invalid'; reason: string } {
+    if (this.secrets.fleet) return { type: 'AlreadyHasFleet' };
+    let fleet;
+    try {
+      const receiver = setupBaseReceiver(this.wrapPrivateKey, blob.subarray(0, 32), concatBytes(utf8('bkv/v1/fleet-wrap'), this.memberId));
+      fleet = decodeFleetBlob(receiver.open(this.memberId, blob.subarray(32)));
+    } catch {
+      return { type: 'Invalid', reason: 'the wrapped fleet keys do not open for this HSM' };
+    }
+    if (!fleet.config.members.some((m) => bytesEqual(m, this.memberId))) return { type: 'Invalid', reason: 'this HSM is not a member of that fleet' };
+    const fleetId = fleetIdOf(fleetPublicKeys(fleet.secrets));
+    const subkeys = deriveSubkeys(fleet.secrets.mac);
+    let e: LogEntry;
+    try {
+      e = decodeEntry(genesis);
+    } catch {
+      return { type: 'Invalid', reason: 'malformed genesis entry' };
+    }
+    const { mac, ...body } = e;
+    if (e.index !== 0 || !bytesEqual(e.prev, fleetId) || !verifyHmacSha256(subkeys.logEntry, mac, entryMacInput(fleetId, body))) return { type: 'Invalid', reason: 'not this fleet\'s genesis entry' };
+    this.secrets = { ...this.secrets, fleet };
+    this.platform.secrets.write(encodeHsmSecrets(this.secrets));
+    this.loadFleet();
+    this.nvram = writeNvram(this.platform.nvram, null, fleetId, { index: 0, hash: entryHash(genesis) });
+    this.halted = undefined;
+    return { type: 'Joined', fleetId };
   }
 
   // ---- capture (every member) ----
@@ -329,7 +390,7 @@ export class HsmCore {
     this.leader = {
       tip,
       tree: treeRoot(f.tree, top),
-      chain: new Map(),
+      chain: new Map([[tip.index, tip.hash]]),
       overlay: new MapNodeSource(),
       pending: [],
       batch: { digests: [], responses: [], added: [], removed: [] },
@@ -365,6 +426,8 @@ export class HsmCore {
     try {
       opened = hpkeOpenRequest(f.secrets.hpke, channelInfo(f.fleetId), requestAad(env), env.enc, env.ciphertext);
       request = decodeRequest(opened.plaintext);
+      // The codec allows an empty user id; routingHint below would throw on it, outside this try.
+      validateUserId(request.userId);
     } catch (e) {
       if (e instanceof ProtocolError) return { type: 'Refused', code: e.code, message: e.message };
       return { type: 'Refused', code: 'Malformed', message: 'request does not decode' };
@@ -457,24 +520,114 @@ export class HsmCore {
     return { type: 'Proposed', entry, index: body.index, top: l.tree.top, added, removed };
   }
 
+  /** Checks statements' MACs and membership; returns the valid ones, one per member (its highest). */
+  private validStatements(cert: Certificate): { type: 'Ok'; byMember: Map<string, Statement> } | { type: 'Invalid'; reason: string } {
+    const f = this.fleet;
+    if (!f) return { type: 'Invalid', reason: 'no fleet' };
+    if (cert.length === 0) return { type: 'Invalid', reason: 'empty certificate' };
+    const byMember = new Map<string, Statement>();
+    for (const s of cert) {
+      if (!f.config.members.some((m) => bytesEqual(m, s.member))) return { type: 'Invalid', reason: 'statement from a non-member' };
+      if (!verifyHmacSha256(f.subkeys.capture, s.mac, statementMacInput(f.fleetId, s.member, s))) return { type: 'Invalid', reason: 'bad statement MAC' };
+      const id = toHex(s.member);
+      const prev = byMember.get(id);
+      if (!prev || s.index > prev.index) byMember.set(id, s);
+    }
+    return { type: 'Ok', byMember };
+  }
+
+  private majority(): number {
+    return Math.floor(this.fleet!.config.members.length / 2) + 1;
+  }
+
   /**
-   * Releases the responses of every entry on the leader's chain up to a certified one (I1: no
-   * response leaves before its entry is committed to a majority).
+   * Counts statements that lie on a known chain (index -> hash). A statement for a later entry
+   * counts toward an earlier one only because the chain between them is known (DESIGN section 5).
+   * Returns the highest index that a majority of members have reached on that chain.
+   */
+  private certifiedOnChain(byMember: Map<string, Statement>, chain: Map<number, Uint8Array>): number | undefined {
+    const reached: number[] = [];
+    for (const s of byMember.values()) {
+      const h = chain.get(s.index);
+      if (h && bytesEqual(h, s.hash)) reached.push(s.index);
+    }
+    if (reached.length < this.majority()) return undefined;
+    reached.sort((a, b) => b - a);
+    return reached[this.majority() - 1];
+  }
+
+  /**
+   * Releases the responses of every entry on the leader's chain up to the highest entry that a
+   * majority of members have persisted (I1: no response leaves before its entry is committed).
+   * Statements may name different entries of the leader's chain; a certificate naming another
+   * entry at an index the leader proposed makes it step down.
    */
   commit(cert: Certificate): CommitResult {
-    const v = this.verifyCertificate(cert);
+    const v = this.validStatements(cert);
     if (v.type !== 'Ok') return { type: 'InvalidCertificate', reason: v.reason };
-    const { index, hash } = v.position;
-    if (!this.committed || index > this.committed.index) this.committed = { index, hash };
+    const exact = this.verifyCertificate(cert);
     const l = this.leader;
-    if (!l) return { type: 'Committed', index, released: [] };
-    const mine = l.chain.get(index);
-    if (mine && !bytesEqual(mine, hash)) return { type: 'SteppedDown', released: this.stepDown() };
-    if (!mine) return { type: 'Committed', index, released: [] };
+    if (exact.type === 'Ok') {
+      const { index, hash } = exact.position;
+      const mine = l?.chain.get(index);
+      if (l && mine && !bytesEqual(mine, hash)) return { type: 'SteppedDown', released: this.stepDown() };
+      if (!this.committed || index > this.committed.index) this.committed = { index, hash };
+    }
+    if (!l) {
+      if (exact.type !== 'Ok') return { type: 'InvalidCertificate', reason: exact.reason };
+      return { type: 'Committed', index: exact.position.index, released: [] };
+    }
+    const k = this.certifiedOnChain(v.byMember, l.chain);
+    if (k === undefined) {
+      if (exact.type === 'Ok') return { type: 'Committed', index: exact.position.index, released: [] };
+      return { type: 'InvalidCertificate', reason: `statements on this leader's chain from fewer than ${this.majority()} members` };
+    }
+    const hash = l.chain.get(k)!;
+    if (!this.committed || k > this.committed.index) this.committed = { index: k, hash };
     const released: ReleasedResponse[] = [];
-    while (l.pending.length > 0 && l.pending[0]!.index <= index) released.push(...l.pending.shift()!.responses);
-    for (const i of [...l.chain.keys()]) if (i < index) l.chain.delete(i);
-    return { type: 'Committed', index, released };
+    while (l.pending.length > 0 && l.pending[0]!.index <= k) released.push(...l.pending.shift()!.responses);
+    for (const i of [...l.chain.keys()]) if (i < k) l.chain.delete(i);
+    return { type: 'Committed', index: k, released };
+  }
+
+  /**
+   * CaptureJump (DESIGN section 5): moves this member forward to (j, H) = the target entry, only
+   * with statements from a majority of members on the chain from H given by `links` (entries
+   * j+1, j+2, ... each MACed and linked). Never on one peer's word.
+   */
+  captureJump(target: Uint8Array, cert: Certificate, links: Uint8Array[]): CaptureResult | { type: 'InvalidCertificate'; reason: string } {
+    const f = this.fleet;
+    if (!f || this.halted) return { type: 'NoFleet' };
+    const decodeChecked = (bytes: Uint8Array): LogEntry | undefined => {
+      try {
+        const e = decodeEntry(bytes);
+        const { mac, ...body } = e;
+        return e.version === PROTOCOL_VERSION && verifyHmacSha256(f.subkeys.logEntry, mac, entryMacInput(f.fleetId, body)) ? e : undefined;
+      } catch {
+        return undefined;
+      }
+    };
+    const t = decodeChecked(target);
+    if (!t) return { type: 'Malformed' };
+    const from = this.captured?.index ?? this.nvram?.position.index ?? 0;
+    if (t.index <= from) return { type: 'StaleIndex', index: t.index };
+    const chain = new Map<number, Uint8Array>([[t.index, entryHash(target)]]);
+    let prevIndex = t.index;
+    let prevHash = entryHash(target);
+    for (const bytes of links) {
+      const e = decodeChecked(bytes);
+      if (!e || e.index !== prevIndex + 1 || !bytesEqual(e.prev, prevHash)) return { type: 'InvalidCertificate', reason: 'links do not form a chain from the target' };
+      prevIndex = e.index;
+      prevHash = entryHash(bytes);
+      chain.set(e.index, prevHash);
+    }
+    const v = this.validStatements(cert);
+    if (v.type !== 'Ok') return { type: 'InvalidCertificate', reason: v.reason };
+    if (this.certifiedOnChain(v.byMember, chain) === undefined) return { type: 'InvalidCertificate', reason: `no majority of ${this.majority()} members on this chain` };
+    const steppedDown = this.leader ? this.stepDown() : undefined;
+    this.captured = { index: t.index, hash: chain.get(t.index)!, root: t.root };
+    const position = { index: t.index, hash: this.captured.hash };
+    return steppedDown && steppedDown.length > 0 ? { type: 'Ok', position, steppedDown } : { type: 'Ok', position };
   }
 
   /** Drops overlay nodes that storage holds durably: those of entries W or more behind capture. */

@@ -104,6 +104,23 @@ export interface HsmSecrets {
 }
 
 const SECRETS_LABEL = 'bkv/v1/hsm-secrets';
+const FLEET_BLOB_LABEL = 'bkv/v1/fleet-blob';
+
+type FleetPart = NonNullable<HsmSecrets['fleet']>;
+
+/** The fleet part alone: what the key ceremony wraps to each member's identity key. */
+export function encodeFleetBlob(f: FleetPart): Uint8Array {
+  const full = encodeHsmSecrets({ identitySeed: new Uint8Array(32), fleet: f });
+  return new Writer().label(FLEET_BLOB_LABEL).bytes(full).finish();
+}
+
+export function decodeFleetBlob(b: Uint8Array): FleetPart {
+  const r = new Reader(b).expectLabel(FLEET_BLOB_LABEL);
+  const full = decodeHsmSecrets(r.bytes());
+  r.done();
+  if (!full.fleet) throw new ProtocolError('Malformed', 'fleet blob without a fleet');
+  return full.fleet;
+}
 
 export function encodeHsmSecrets(s: HsmSecrets): Uint8Array {
   const w = new Writer().label(SECRETS_LABEL).fixed(s.identitySeed, 32).bool(s.fleet !== undefined);

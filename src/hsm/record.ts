@@ -101,7 +101,10 @@ export function openSlot(epochKey: Uint8Array, fleetId: Uint8Array, recordId: Ui
   if (leaf.length !== LEAF_BYTES) return null;
   const dv = new DataView(leaf.buffer, leaf.byteOffset, 12);
   const epoch = dv.getUint32(0);
-  const generation = Number(dv.getBigUint64(4));
+  const generation64 = dv.getBigUint64(4);
+  // Not a generation this code could have sealed (and leafAd would throw on it): refuse.
+  if (generation64 > BigInt(Number.MAX_SAFE_INTEGER)) return null;
+  const generation = Number(generation64);
   const nonce = leaf.subarray(12, 12 + AES_GCM_NONCE);
   const pt = aesGcmOpen(epochKey, nonce, leaf.subarray(12 + AES_GCM_NONCE), leafAd(fleetId, recordId, epoch, generation));
   if (!pt) return null;

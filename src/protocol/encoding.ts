@@ -4,7 +4,7 @@
  * of fields; variable-length fields carry a 4-byte big-endian length. Decoding is strict: a
  * reader that does not end exactly at the end of its input throws.
  */
-import { concatBytes, fromUtf8, utf8 } from '../crypto/bytes.js';
+import { concatBytes, utf8 } from '../crypto/bytes.js';
 import { ProtocolError } from './errors.js';
 
 export class Writer {
@@ -71,6 +71,12 @@ export class Writer {
   }
 }
 
+/**
+ * Strict UTF-8 that keeps a leading U+FEFF: TextDecoder strips a BOM by default, which would make
+ * two byte strings decode to one value (and a user id that starts with U+FEFF unusable, I8).
+ */
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 export class Reader {
   private offset = 0;
 
@@ -128,7 +134,7 @@ export class Reader {
 
   string(max = this.maxField): string {
     try {
-      return fromUtf8(this.bytes(max));
+      return strictUtf8.decode(this.bytes(max));
     } catch (e) {
       if (e instanceof ProtocolError) throw e;
       throw new ProtocolError('Malformed', 'invalid UTF-8');

@@ -68,9 +68,10 @@ export function parseTrustFile(json: unknown): PinnedFleet {
   const k = t.keys as Record<string, unknown> | undefined;
   if (typeof k !== 'object' || k === null) throw new ProtocolError('TrustFailure', 'trust file: keys missing');
   const keys: FleetPublicKeys = { opaque: key32(k.opaque, 'opaque'), hpke: key32(k.hpke, 'hpke'), sign: key32(k.sign, 'sign') };
+  if (typeof t.fleetId !== 'string') throw new ProtocolError('TrustFailure', 'trust file: fleet id missing');
   let claimed: Uint8Array;
   try {
-    claimed = fromHex(String(t.fleetId));
+    claimed = fromHex(t.fleetId);
   } catch {
     throw new ProtocolError('TrustFailure', 'trust file: fleet id is not hex');
   }
@@ -78,10 +79,9 @@ export function parseTrustFile(json: unknown): PinnedFleet {
   if (!bytesEqual(claimed, fleetId)) throw new ProtocolError('TrustFailure', 'trust file: fleet id does not match its keys');
   const routes = Array.isArray(t.routes) ? t.routes : [];
   const parsedRoutes: RouteRange[] = routes.map((r: unknown) => {
-    const o = r as Record<string, unknown>;
-    const from = Number(o.from);
-    const to = Number(o.to);
-    if (!Number.isInteger(from) || !Number.isInteger(to) || from < 0 || to > 0xffff || from > to) throw new ProtocolError('TrustFailure', 'trust file: bad route range');
+    if (typeof r !== 'object' || r === null) throw new ProtocolError('TrustFailure', 'trust file: bad route range');
+    const { from, to } = r as Record<string, unknown>;
+    if (typeof from !== 'number' || typeof to !== 'number' || !Number.isInteger(from) || !Number.isInteger(to) || from < 0 || to > 0xffff || from > to) throw new ProtocolError('TrustFailure', 'trust file: bad route range');
     return { from, to };
   });
   if (parsedRoutes.length === 0) throw new ProtocolError('TrustFailure', 'trust file: no route ranges');

@@ -3,6 +3,13 @@ import { Type } from 'typebox';
 import { MESSAGE_TYPES } from './messages.js';
 import { ERROR_CODES } from './errors.js';
 
+/**
+ * Ajv options for the HTTP edge: Fastify's defaults strip unknown properties (despite
+ * additionalProperties: false) and coerce types ("1" and true become 1, ["Status"] becomes
+ * "Status"); the edge refuses such bodies instead (I8).
+ */
+export const STRICT_AJV = { customOptions: { removeAdditional: false, coerceTypes: false } } as const;
+
 const b64 = (maxLength: number) => Type.String({ pattern: '^[A-Za-z0-9+/]*={0,2}$', maxLength });
 
 export const EnvelopeSchema = Type.Object(
