@@ -7,6 +7,9 @@ import { ProtocolError } from './errors.js';
 export const MAX_USER_ID_BYTES = 256;
 
 export function validateUserId(userId: string): Uint8Array {
+  // A lone surrogate would encode as U+FFFD: two user ids would share one account.
+  const wellFormed = (userId as string & { isWellFormed?: () => boolean }).isWellFormed?.() ?? true;
+  if (!wellFormed) throw new ProtocolError('BadRequest', 'user id is not well-formed Unicode');
   const b = utf8(userId);
   if (b.length === 0 || b.length > MAX_USER_ID_BYTES) throw new ProtocolError('BadRequest', `user id must be 1..${MAX_USER_ID_BYTES} bytes`);
   return b;

@@ -5,13 +5,14 @@
  * acknowledged write, the HSMs refuse the shortened log and the fleet halts rather than diverges.
  */
 import pg from 'pg';
-import type { AppendResult, NodeWrite, Storage, StoredCertificate, StoredEntry } from './types.js';
+import type { AppendResult, Lease, NodeWrite, Storage, StoredCertificate, StoredEntry } from './types.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS bkv_entries (idx BIGINT PRIMARY KEY, entry BYTEA NOT NULL, top BYTEA);
 CREATE TABLE IF NOT EXISTS bkv_nodes (hash BYTEA PRIMARY KEY, node BYTEA NOT NULL, obsolete_at BIGINT);
 CREATE INDEX IF NOT EXISTS bkv_nodes_obsolete ON bkv_nodes (obsolete_at) WHERE obsolete_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS bkv_certificates (idx BIGINT PRIMARY KEY, hash BYTEA NOT NULL, statements BYTEA[] NOT NULL);
+CREATE TABLE IF NOT EXISTS bkv_lease (id INT PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, expires_at BIGINT NOT NULL);
 `;
 
 interface EntryRow {
@@ -107,6 +108,15 @@ export class PostgresStorage implements Storage {
     } finally {
       c.release();
     }
+  }
+
+  async acquireLease(holder: string, ttlMs: number, nowMs: number): Promise<Lease> {
+    await this.pool.query(
+      'INSERT INTO bkv_lease (id, holder, expires_at) VALUES (1, $1, $2) ON CONFLICT (id) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at WHERE bkv_lease.holder = EXCLUDED.holder OR bkv_lease.expires_at < $3',
+      [holder, nowMs + ttlMs, nowMs],
+    );
+    const r = await this.pool.query<{ holder: string; expires_at: string }>('SELECT holder, expires_at FROM bkv_lease WHERE id = 1');
+    return { holder: r.rows[0]!.holder, expiresAt: Number(r.rows[0]!.expires_at) };
   }
 
   async close(): Promise<void> {

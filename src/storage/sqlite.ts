@@ -4,13 +4,14 @@
  * (old copies of records) are overwritten rather than left in free pages (I3).
  */
 import Database from 'better-sqlite3';
-import type { AppendResult, NodeWrite, Storage, StoredCertificate, StoredEntry } from './types.js';
+import type { AppendResult, Lease, NodeWrite, Storage, StoredCertificate, StoredEntry } from './types.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, entry BLOB NOT NULL, top BLOB);
 CREATE TABLE IF NOT EXISTS nodes (hash BLOB PRIMARY KEY, node BLOB NOT NULL, obsolete_at INTEGER) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS nodes_obsolete ON nodes (obsolete_at) WHERE obsolete_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS certificates (idx INTEGER PRIMARY KEY, hash BLOB NOT NULL, statements BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS lease (id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, expires_at INTEGER NOT NULL);
 `;
 
 function encodeStatements(list: Uint8Array[]): Buffer {
@@ -68,6 +69,8 @@ export class SqliteStorage implements Storage {
       gcNodes: this.db.prepare('DELETE FROM nodes WHERE obsolete_at IS NOT NULL AND obsolete_at <= ?'),
       gcEntries: this.db.prepare('DELETE FROM entries WHERE idx < ?'),
       gcCerts: this.db.prepare('DELETE FROM certificates WHERE idx < ?'),
+      takeLease: this.db.prepare('INSERT INTO lease (id, holder, expires_at) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at WHERE lease.holder = excluded.holder OR lease.expires_at < ?'),
+      readLease: this.db.prepare('SELECT holder, expires_at FROM lease WHERE id = 1'),
     };
   }
 
@@ -120,6 +123,14 @@ export class SqliteStorage implements Storage {
       this.stmts.gcCerts.run(index);
       return { nodes, entries };
     })();
+  }
+
+  async acquireLease(holder: string, ttlMs: number, nowMs: number): Promise<Lease> {
+    return this.db.transaction((): Lease => {
+      this.stmts.takeLease.run(holder, nowMs + ttlMs, nowMs);
+      const r = this.stmts.readLease.get() as { holder: string; expires_at: number };
+      return { holder: r.holder, expiresAt: r.expires_at };
+    }).immediate();
   }
 
   /** Moves the WAL into the main file and truncates it (used before copying the file). */

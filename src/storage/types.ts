@@ -39,5 +39,15 @@ export interface Storage {
    * below a certificate, after a grace period chosen by the caller). Returns what it removed.
    */
   compact(index: number): Promise<{ nodes: number; entries: number }>;
+  /**
+   * Takes or renews the leader lease when it is free, expired, or already `holder`'s, and returns
+   * who holds it. The lease serves liveness only: safety never depends on it (DESIGN section 5).
+   */
+  acquireLease(holder: string, ttlMs: number, nowMs: number): Promise<Lease>;
   close(): Promise<void>;
+}
+
+export interface Lease {
+  holder: string;
+  expiresAt: number;
 }
