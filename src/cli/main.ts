@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { registerClientCommands } from './client-commands.js';
 import { registerServeCommands } from './serve-commands.js';
 import { registerDevCommand } from './dev.js';
+import { registerFleetCommands } from './fleet-commands.js';
 import { EXIT, EXIT_CODES_HELP } from './exit-codes.js';
 import { InputError } from './secrets.js';
 
@@ -18,6 +19,7 @@ program
 registerDevCommand(program);
 registerClientCommands(program);
 registerServeCommands(program);
+registerFleetCommands(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -6,6 +6,8 @@ import pino from 'pino';
 import { Agent } from '../agent/agent.js';
 import { buildAgentServer } from '../agent/server.js';
 import { SqliteStorage } from '../storage/sqlite.js';
+import { PostgresStorage } from '../storage/postgres.js';
+import type { Storage } from '../storage/types.js';
 import { softwarePlatform } from '../softhsm/platform.js';
 import { buildFrontend } from '../frontend/server.js';
 import { jwtSessions, openSessions, type JwtConfig } from '../frontend/auth.js';
@@ -16,6 +18,12 @@ function intOption(v: string, name: string, min: number, max: number): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < min || n > max) throw new InputError(`${name} must be an integer from ${min} to ${max}`);
   return n;
+}
+
+/** A postgres:// URL selects PostgreSQL; anything else is a SQLite file path. */
+export async function openStorage(spec: string): Promise<Storage> {
+  if (/^postgres(ql)?:\/\//.test(spec)) return PostgresStorage.connect(spec);
+  return new SqliteStorage(spec);
 }
 
 function announce(msg: Record<string, unknown>): void {
@@ -40,17 +48,28 @@ export function registerServeCommands(program: Command): void {
     .command('serve')
     .description('run one software HSM with its agent over a storage engine')
     .requiredOption('--data <dir>', 'the HSM\'s private directory (NVRAM, sealed keys); never shared with storage')
-    .requiredOption('--storage <path>', 'SQLite file of the fleet\'s log and records')
+    .requiredOption('--storage <path-or-url>', 'SQLite file, or postgres://... URL, of the fleet\'s log and records')
     .option('--host <host>', 'listen address', '127.0.0.1')
     .option('--port <port>', 'listen port (0 = any free port)', '0')
-    .option('--create-fleet', 'generate fleet keys inside this HSM if it has none (development)')
+    .option('--peer <url...>', 'agent URLs of the other members of the fleet')
+    .option('--create-fleet', 'generate a one-member fleet inside this HSM if it has none (development)')
     .option('--compact-grace <entries>', 'log entries kept below the latest certificate', '1000')
-    .action(async (o: { data: string; storage: string; host: string; port: string; createFleet?: boolean; compactGrace: string }) => {
+    .option('--lease-ms <ms>', 'leader lease duration (liveness only)', '1500')
+    .action(async (o: { data: string; storage: string; host: string; port: string; peer?: string[]; createFleet?: boolean; compactGrace: string; leaseMs: string }) => {
       const log = pino({ level: process.env.BKV_LOG_LEVEL ?? 'info', base: { role: 'hsm' } }, pino.destination(2));
-      const storage = new SqliteStorage(o.storage);
+      let storage: Storage;
       let agent: Agent;
       try {
-        agent = await Agent.start({ platform: softwarePlatform(o.data), storage, log, createFleet: o.createFleet ? {} : undefined, compactGraceEntries: intOption(o.compactGrace, '--compact-grace', 1, 1e9) });
+        storage = await openStorage(o.storage);
+        agent = await Agent.start({
+          platform: softwarePlatform(o.data),
+          storage,
+          log,
+          createFleet: o.createFleet ? {} : undefined,
+          peers: o.peer ?? [],
+          compactGraceEntries: intOption(o.compactGrace, '--compact-grace', 1, 1e9),
+          leaseMs: intOption(o.leaseMs, '--lease-ms', 100, 600_000),
+        });
       } catch (e) {
         log.fatal({ err: (e as Error).message }, 'cannot start');
         process.stderr.write(`bkv hsm: ${(e as Error).message}\n`);
@@ -59,8 +78,9 @@ export function registerServeCommands(program: Command): void {
       }
       const app = buildAgentServer(agent, log);
       const address = await app.listen({ host: o.host, port: intOption(o.port, '--port', 0, 65535) });
-      announce({ type: 'ready', role: 'hsm', url: address, trust: makeTrustFile(agent.publicKeys(), agent.fleetConfig().routes) });
-      log.info({ url: address }, 'agent listening');
+      const keys = agent.hsm.publicKeys();
+      announce({ type: 'ready', role: 'hsm', url: address, hasFleet: keys !== undefined, trust: keys ? makeTrustFile(keys, agent.fleetConfig().routes) : undefined });
+      log.info({ url: address, member: agent.memberHex, fleet: keys !== undefined }, keys ? 'agent listening' : 'agent listening; awaiting the key ceremony');
       onSignals(async () => {
         await app.close();
         await agent.close();

@@ -10,6 +10,7 @@ import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client
 import { fromBase64, toHex } from '../crypto/bytes.js';
 import { httpStatusOf, parseErrorJson } from '../protocol/http.js';
 import { EnvelopeSchema, STRICT_AJV } from '../protocol/schemas.js';
+import { BundleQuerySchema } from '../protocol/bundle-schema.js';
 import type { ErrorCode } from '../protocol/errors.js';
 import { DailyRateLimiter } from './rate-limit.js';
 import type { SessionVerifier } from './auth.js';
@@ -23,6 +24,8 @@ export interface FrontendOptions {
   log: Logger;
   /** Timeout of one relayed request. */
   agentTimeoutMs?: number;
+  /** How long to look for a leader while members fail over. */
+  failoverWaitMs?: number;
 }
 
 export function buildFrontend(opts: FrontendOptions) {
@@ -44,23 +47,33 @@ export function buildFrontend(opts: FrontendOptions) {
     return reply.code(500).send({ error: { code: 'Internal', message: 'internal error' } });
   });
 
+  /**
+   * Sends the envelope to the member that leads. While a failover is under way every member may
+   * answer NotLeader or be unreachable: retry until `failoverWaitMs`. A request that reached a
+   * leader is never retried (it may have been applied).
+   */
   async function relay(body: unknown): Promise<{ status: number; body: unknown }> {
-    for (let tries = 0; tries < opts.agents.length; tries++) {
-      const url = opts.agents[(leader + tries) % opts.agents.length]!;
-      let res: Response;
-      try {
-        res = await fetch(`${url}/agent/v1/request`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(opts.agentTimeoutMs ?? 30_000) });
-      } catch {
-        continue;
+    const deadline = Date.now() + (opts.failoverWaitMs ?? 5000);
+    for (let round = 0; ; round++) {
+      for (let tries = 0; tries < opts.agents.length; tries++) {
+        const i = (leader + tries) % opts.agents.length;
+        let res: Response;
+        try {
+          res = await fetch(`${opts.agents[i]}/agent/v1/request`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(opts.agentTimeoutMs ?? 30_000) });
+        } catch (e) {
+          if ((e as Error).name === 'TimeoutError') return fail('OutcomeUnknown', 'the fleet did not answer in time: a guess may have been spent');
+          continue;
+        }
+        const json: unknown = await res.json().catch(() => undefined);
+        const err = parseErrorJson(json);
+        if (err?.code === 'NotLeader') continue;
+        leader = i;
+        if (res.ok) return { status: 200, body: json };
+        return err ? fail(err.code, err.message) : fail('Unavailable', 'the fleet answered with an error');
       }
-      const json: unknown = await res.json().catch(() => undefined);
-      const err = parseErrorJson(json);
-      if (err?.code === 'NotLeader') continue;
-      leader = (leader + tries) % opts.agents.length;
-      if (res.ok) return { status: 200, body: json };
-      return err ? fail(err.code, err.message) : fail('Unavailable', 'the fleet answered with an error');
+      if (Date.now() >= deadline) return fail('Unavailable', 'no member of the fleet leads: a majority may be down');
+      await new Promise((r) => setTimeout(r, Math.min(250, 50 * (round + 1))));
     }
-    return fail('Unavailable', 'no member of the fleet is reachable');
   }
 
   app.post('/v1/request', { schema: { body: EnvelopeSchema } }, async (req, reply) => {
@@ -101,6 +114,48 @@ export function buildFrontend(opts: FrontendOptions) {
       }
     }
     return reply.code(503).send({ error: { code: 'Unavailable', message: 'no member of the fleet is reachable' } });
+  });
+
+  // The validation bundle (DESIGN section 6), relayed from a member. The request carries no user
+  // data, only, optionally, the tree size of a checkpoint the client holds.
+  app.get('/v1/bundle', { schema: { querystring: BundleQuerySchema } }, async (req, reply) => {
+    const from = (req.query as { 'consistency-from'?: string })['consistency-from'];
+    const query = from === undefined ? '' : `?consistency-from=${from}`;
+    for (const url of opts.agents) {
+      try {
+        const res = await fetch(`${url}/agent/v1/bundle${query}`, { signal: AbortSignal.timeout(15_000) });
+        if (res.status === 404) return reply.code(404).send({ error: { code: 'Unavailable', message: 'this fleet has no validation bundle yet' } });
+        if (res.ok) return await res.json();
+      } catch {
+        // try the next member
+      }
+    }
+    return reply.code(503).send({ error: { code: 'Unavailable', message: 'no member of the fleet is reachable' } });
+  });
+
+  // Operators: each member's view (leader, captured, persisted, committed), and its lag.
+  app.get('/v1/fleet/status', async () => {
+    const members = await Promise.all(
+      opts.agents.map(async (url, i) => {
+        try {
+          const res = await fetch(`${url}/agent/v1/status`, { signal: AbortSignal.timeout(2000) });
+          const s = (await res.json()) as { member?: string; leader?: boolean; captured?: { index: number } | null; persisted?: { index: number } | null; committed?: { index: number } | null; halted?: string | null };
+          return { index: i, url, reachable: true, member: s.member ?? null, leader: s.leader === true, captured: s.captured?.index ?? null, persisted: s.persisted?.index ?? null, committed: s.committed?.index ?? null, halted: s.halted ?? null };
+        } catch {
+          return { index: i, url, reachable: false, member: null, leader: false, captured: null, persisted: null, committed: null, halted: null };
+        }
+      }),
+    );
+    const leader = members.find((m) => m.leader);
+    const tip = Math.max(...members.map((m) => m.captured ?? -1));
+    const lastCommitted = Math.max(...members.map((m) => m.committed ?? -1));
+    return {
+      members: members.map((m) => ({ ...m, lag: m.captured === null ? null : tip - m.captured })),
+      leader: leader ? leader.index : null,
+      lastCommitted: lastCommitted >= 0 ? lastCommitted : null,
+      majority: Math.floor(opts.agents.length / 2) + 1,
+      up: members.filter((m) => m.reachable && !m.halted).length,
+    };
   });
 
   app.get('/healthz', async (_req, reply) => {

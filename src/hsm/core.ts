@@ -526,13 +526,22 @@ export class HsmCore {
     if (!f) return { type: 'Invalid', reason: 'no fleet' };
     if (cert.length === 0) return { type: 'Invalid', reason: 'empty certificate' };
     const byMember = new Map<string, Statement>();
+    let rejected = '';
     for (const s of cert) {
-      if (!f.config.members.some((m) => bytesEqual(m, s.member))) return { type: 'Invalid', reason: 'statement from a non-member' };
-      if (!verifyHmacSha256(f.subkeys.capture, s.mac, statementMacInput(f.fleetId, s.member, s))) return { type: 'Invalid', reason: 'bad statement MAC' };
+      // The network between agents is untrusted: a forged statement is ignored, never counted.
+      if (!f.config.members.some((m) => bytesEqual(m, s.member))) {
+        rejected = 'statement from a non-member';
+        continue;
+      }
+      if (!verifyHmacSha256(f.subkeys.capture, s.mac, statementMacInput(f.fleetId, s.member, s))) {
+        rejected = 'bad statement MAC';
+        continue;
+      }
       const id = toHex(s.member);
       const prev = byMember.get(id);
       if (!prev || s.index > prev.index) byMember.set(id, s);
     }
+    if (byMember.size === 0) return { type: 'Invalid', reason: rejected || 'no valid statement' };
     return { type: 'Ok', byMember };
   }
 
