@@ -15,6 +15,7 @@ const IdentitySchema = Type.Object({ signPublic: B64_32, wrapPublic: B64_32 }, {
 
 export function buildAgentServer(agent: Agent, log: Logger) {
   const app = Fastify({ loggerInstance: log as FastifyBaseLogger, bodyLimit: 16 * 1024, disableRequestLogging: true, ajv: STRICT_AJV }).withTypeProvider<TypeBoxTypeProvider>();
+  app.setNotFoundHandler((_req, reply) => reply.code(404).send({ error: { code: 'BadRequest', message: 'no such endpoint' } }));
   app.setErrorHandler((err: { validation?: unknown; statusCode?: number; code?: string; message?: string }, _req, reply) => {
     if (err.validation) return reply.code(400).send({ error: { code: 'Malformed', message: 'request does not match the schema' } });
     if (err.statusCode === 413) return reply.code(413).send({ error: { code: 'TooLarge', message: 'request too large' } });

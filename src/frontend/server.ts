@@ -39,6 +39,7 @@ export function buildFrontend(opts: FrontendOptions) {
 
   const fail = (code: ErrorCode, message: string) => ({ status: httpStatusOf(code), body: { error: { code, message } } });
 
+  app.setNotFoundHandler((_req, reply) => reply.code(404).send({ error: { code: 'BadRequest', message: 'no such endpoint' } }));
   app.setErrorHandler((err: { validation?: unknown; statusCode?: number }, _req, reply) => {
     if (err.validation) return reply.code(400).send({ error: { code: 'Malformed', message: 'request does not match the schema' } });
     if (err.statusCode === 413) return reply.code(413).send({ error: { code: 'TooLarge', message: 'request too large' } });
