@@ -175,6 +175,7 @@ export class Agent {
       }
       const r = this.hsm.captureNext(batch.map((e) => e.entry));
       if (r.type !== 'Ok') {
+        this.deliver(this.hsm.stepDown());
         throw new AgentError('Halted', `the HSM refuses storage's log at index ${batch[0]!.index} (${r.type}): storage does not hold the history this HSM persisted; it may have been rolled back or replaced`);
       }
       if (r.steppedDown) this.deliver(r.steppedDown);

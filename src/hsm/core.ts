@@ -142,6 +142,8 @@ export class HsmCore {
   private leader: LeaderState | undefined;
   private halted: string | undefined;
   private readonly open = new Map<number, OpenedRequest>();
+  /** "Outcome unknown" answers from a step-down not yet handed to the agent. */
+  private orphaned: ReleasedResponse[] = [];
   private nextHandle = 1;
 
   private constructor(private readonly platform: Platform) {
@@ -325,10 +327,18 @@ export class HsmCore {
       // A leader that sees another entry at an index it proposed has lost that index: it stops
       // leading and its pending requests get "outcome unknown" (DESIGN section 5).
       const mine = this.leader?.chain.get(e.index);
-      if (mine && !bytesEqual(mine, hash)) steppedDown = this.stepDown();
+      // Kept on the core until delivered: a later refusal in this call must not lose them.
+      if (mine && !bytesEqual(mine, hash)) {
+        const dropped = this.stepDown();
+        this.orphaned.push(...dropped);
+      }
       if (this.leader) this.pruneOverlay();
     }
     const position = { index: this.captured!.index, hash: this.captured!.hash };
+    if (this.orphaned.length > 0) {
+      steppedDown = this.orphaned;
+      this.orphaned = [];
+    }
     return steppedDown ? { type: 'Ok', position, steppedDown } : { type: 'Ok', position };
   }
 
@@ -406,8 +416,9 @@ export class HsmCore {
   stepDown(): ReleasedResponse[] {
     const l = this.leader;
     this.leader = undefined;
-    if (!l) return [];
-    const out: ReleasedResponse[] = [];
+    const out: ReleasedResponse[] = this.orphaned;
+    this.orphaned = [];
+    if (!l) return out;
     for (const p of l.pending) for (const r of p.responses) out.push({ handle: r.handle, response: { type: 'OutcomeUnknown' } });
     for (const r of l.batch.responses) out.push({ handle: r.handle, response: { type: 'OutcomeUnknown' } });
     return out;
