@@ -69,6 +69,8 @@ interface LeaderState {
   chain: Map<number, Uint8Array>;
   /** Nodes created by entries not yet W entries old, layered over shipped nodes. */
   overlay: MapNodeSource;
+  /** The nodes each recent entry of this leader created, oldest first (for pruning the overlay). */
+  recent: { index: number; added: AddedNode[] }[];
   pending: PendingEntry[];
   batch: { digests: Uint8Array[]; responses: ReleasedResponse[]; added: AddedNode[]; removed: Uint8Array[] };
 }
@@ -402,6 +404,7 @@ export class HsmCore {
       tree: treeRoot(f.tree, top),
       chain: new Map([[tip.index, tip.hash]]),
       overlay: new MapNodeSource(),
+      recent: [],
       pending: [],
       batch: { digests: [], responses: [], added: [], removed: [] },
     };
@@ -527,6 +530,7 @@ export class HsmCore {
     const removed = l.batch.removed.filter((h) => !addedSet.has(toHex(h)));
     const { responses } = l.batch;
     l.pending.push({ index: body.index, hash, responses, added });
+    l.recent.push({ index: body.index, added: l.batch.added });
     l.batch = { digests: [], responses: [], added: [], removed: [] };
     return { type: 'Proposed', entry, index: body.index, top: l.tree.top, added, removed };
   }
@@ -650,21 +654,19 @@ export class HsmCore {
     return steppedDown && steppedDown.length > 0 ? { type: 'Ok', position, steppedDown } : { type: 'Ok', position };
   }
 
-  /** Drops overlay nodes that storage holds durably: those of entries W or more behind capture. */
+  /**
+   * Keeps the overlay to the nodes of the open batch and of the last W entries (DESIGN section 5):
+   * older entries are captured, so storage holds their nodes durably.
+   */
   private pruneOverlay(): void {
     const l = this.leader;
     const f = this.fleet;
     if (!l || !f || !this.captured) return;
-    // Nodes still referenced by pending entries stay; the rest of the overlay is rebuilt from them.
-    if (l.pending.length === 0 && l.batch.added.length === 0) {
-      if (l.overlay.size > 0 && this.captured.index >= l.tip.index) l.overlay = new MapNodeSource();
-      return;
+    const keepFrom = this.captured.index - f.config.policy.overlayWindow;
+    while (l.recent.length > 0 && l.recent[0]!.index <= keepFrom) {
+      for (const a of l.recent.shift()!.added) l.overlay.delete(a.hash);
     }
-    if (l.overlay.size > 64 * 1024) {
-      const keep = new MapNodeSource();
-      for (const p of l.pending) for (const a of p.added) keep.put(a.hash, a.node);
-      for (const a of l.batch.added) keep.put(a.hash, a.node);
-      l.overlay = keep;
-    }
+    // No node belongs to two entries: every leaf is sealed with a fresh nonce, so every node on
+    // its path is new. (If one ever did, a missing node only costs a StaleProof and a retry.)
   }
 }
