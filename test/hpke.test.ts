@@ -431,3 +431,32 @@ describe('contexts', () => {
     expect(await web.decap(theirs.enc, sk)).toEqual(theirs.sharedSecret);
   });
 });
+
+describe('the SDK channel on Node (node:crypto) and in browsers (WebCrypto) is one format', () => {
+  it('a request sealed by either opens at the HSM, and the response opens for its sender', async () => {
+    const { sealForFleet } = await import('../src/client/channel.js');
+    const { sealRequestSync, openRequest: open, x25519PublicKey: pub } = await import('../src/crypto/hpke-node.js');
+    const { sealRequest: webSeal } = await import('../src/crypto/hpke.js');
+    const sk = new Uint8Array(32).fill(7);
+    const pk = pub(sk);
+    const info = new TextEncoder().encode('bkv/v1 test');
+    const aad = new TextEncoder().encode('aad');
+    for (const seal of [
+      (pt: Uint8Array) => sealForFleet(pk, info, aad, pt),
+      async (pt: Uint8Array) => webSeal(pk, info, aad, pt),
+      async (pt: Uint8Array) => {
+        const s = sealRequestSync(pk, info, aad, pt, globalThis.crypto.getRandomValues(new Uint8Array(32)));
+        return { ...s, openResponse: async (r: Uint8Array) => s.openResponse(r) };
+      },
+    ]) {
+      const s = await seal(new TextEncoder().encode('hello'));
+      const o = open(sk, info, aad, s.enc, s.ciphertext);
+      expect(new TextDecoder().decode(o.plaintext)).toBe('hello');
+      const resp = o.sealResponse(new TextEncoder().encode('world'), new Uint8Array(32).fill(1));
+      expect(new TextDecoder().decode(await s.openResponse(resp))).toBe('world');
+      const bad = resp.slice();
+      bad[40]! ^= 1;
+      await expect(s.openResponse(bad)).rejects.toMatchObject({ code: 'Malformed' });
+    }
+  });
+});

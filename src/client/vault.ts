@@ -7,7 +7,7 @@
  * client's own setting, never a server's.
  */
 import { bytesEqual, toHex, utf8 } from '../crypto/bytes.js';
-import { sealRequest } from '../crypto/hpke.js';
+import { sealForFleet } from './channel.js';
 import { clientFinishLogin, clientFinishRegistration, clientStartLogin, clientStartRegistration, opaqueReady, type KeyStretching } from '../crypto/opaque.js';
 import { channelInfo, requestAad, type RequestEnvelope } from '../protocol/channel.js';
 import { ProtocolError, type ErrorCode } from '../protocol/errors.js';
@@ -98,7 +98,7 @@ export class Vault {
     const hint = routingHint(req.userId);
     if (!inRanges(hint, fleet.routes)) throw new VaultError('OutOfRange', MESSAGES.OutOfRange!);
     const head = { version: PROTOCOL_VERSION, type: req.type, hint, tag: accountTag(req.userId) };
-    const sealed = await sealRequest(fleet.keys.hpke, channelInfo(fleet.fleetId), requestAad(head), encodeRequest(req));
+    const sealed = await sealForFleet(fleet.keys.hpke, channelInfo(fleet.fleetId), requestAad(head), encodeRequest(req));
     const env: RequestEnvelope = { ...head, enc: sealed.enc, ciphertext: sealed.ciphertext };
     const reply = await this.opts.transport.send(env);
     if (reply.type === 'Error') throw new VaultError(reply.code, reply.message);

@@ -360,3 +360,37 @@ export function openRequest(
     },
   };
 }
+
+/**
+ * The client side of the channel on node:crypto: the same format as `sealRequest` in hpke.ts
+ * (WebCrypto), about three times cheaper per request. `ephemeralSecret` is 32 fresh random bytes
+ * from the caller. The SDK uses this when it runs on Node.
+ */
+export function sealRequestSync(
+  recipientPublicKey: Uint8Array,
+  info: Uint8Array,
+  aad: Uint8Array,
+  plaintext: Uint8Array,
+  ephemeralSecret: Uint8Array,
+): { enc: Uint8Array; ciphertext: Uint8Array; openResponse(response: Uint8Array): Uint8Array } {
+  const sender = setupBaseSenderSync(recipientPublicKey, info, ephemeralSecret);
+  const ciphertext = sender.seal(aad, plaintext);
+  const secret = sender.export(RESPONSE_EXPORT_LABEL, RESPONSE_NONCE_LENGTH);
+  const enc = sender.enc;
+  return {
+    enc,
+    ciphertext,
+    openResponse: (response) => {
+      if (response.length < RESPONSE_NONCE_LENGTH + TAG_LENGTH) throw malformed('response does not decrypt');
+      const responseNonce = response.subarray(0, RESPONSE_NONCE_LENGTH);
+      const prk = extract(concatBytes(enc, responseNonce), secret);
+      const key = expand(prk, RESPONSE_KEY_INFO, aeadKeyLength(AEAD_AES_256_GCM));
+      const nonce = expand(prk, RESPONSE_NONCE_INFO, NONCE_LENGTH);
+      try {
+        return aeadOpen(AEAD_AES_256_GCM, key, nonce, new Uint8Array(0), response.subarray(RESPONSE_NONCE_LENGTH));
+      } catch {
+        throw malformed('response does not decrypt');
+      }
+    },
+  };
+}
