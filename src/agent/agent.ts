@@ -15,11 +15,13 @@ import type { FleetConfig } from '../hsm/keys.js';
 import type { FleetPublicKeys } from '../protocol/fleet.js';
 import type { RequestEnvelope } from '../protocol/channel.js';
 import { decodeStatement, encodeStatement, entryHash, type Statement } from '../protocol/log.js';
-import { ProtocolError, type ErrorCode } from '../protocol/errors.js';
+import type { ErrorCode } from '../protocol/errors.js';
 import { fromBase64, toBase64, toHex } from '../crypto/bytes.js';
 import type { Storage } from '../storage/types.js';
-import { collectPath } from './proof.js';
+import { collectPath, collectStaleLeaves } from './proof.js';
+import { EPOCH_STATE_ID } from '../hsm/epoch.js';
 import { opaqueReady } from '../crypto/opaque.js';
+import { AgentError, catchUp, type CatchUpEvents } from './capture.js';
 
 export type AgentReply = { type: 'Sealed'; body: Uint8Array } | { type: 'Error'; code: ErrorCode; message: string };
 
@@ -47,7 +49,7 @@ export interface AgentOptions {
   batchWindowMs?: number;
 }
 
-export class AgentError extends ProtocolError {}
+export { AgentError };
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const yieldToIo = (): Promise<void> => new Promise((r) => setImmediate(r));
@@ -81,6 +83,13 @@ export class Agent {
   private readonly hsmLock = new Mutex();
   private lastCompacted = 0;
   private lastError = '';
+  private readonly captureEvents: CatchUpEvents = {
+    top: (top) => {
+      this.top = top;
+    },
+    steppedDown: (released) => this.deliver(released),
+    jumped: (index) => this.log.info({ index }, 'jumped to a certified entry'),
+  };
   stats = { batches: 0, requests: 0, appendsMs: 0, commitWaitMs: 0, leaderSince: 0 };
 
   private constructor(
@@ -156,51 +165,9 @@ export class Agent {
     this.ticker = setInterval(() => void this.tick(), Math.max(50, Math.floor(this.leaseMs / 3)));
   }
 
-  /**
-   * Shows the HSM the entries in storage from its position on. Storage that lacks the entry NVRAM
-   * names was rolled back or replaced: the HSM refuses it (I5), and so do we. If storage was
-   * compacted past this member, it jumps with the latest certificate (DESIGN section 5).
-   */
-  private async catchUp(): Promise<void> {
-    const st = this.hsm.status();
-    if (st.halted) throw new AgentError('Halted', `HSM halted: ${st.halted}`);
-    let from = st.captured ? st.captured.index + 1 : st.awaiting!.index;
-    for (;;) {
-      const batch = await this.storage.readEntries(from, 256);
-      if (batch.length === 0) break;
-      if (batch[0]!.index !== from) {
-        await this.jump();
-        from = this.hsm.status().captured!.index + 1;
-        continue;
-      }
-      const r = this.hsm.captureNext(batch.map((e) => e.entry));
-      if (r.type !== 'Ok') {
-        this.deliver(this.hsm.stepDown());
-        throw new AgentError('Halted', `the HSM refuses storage's log at index ${batch[0]!.index} (${r.type}): storage does not hold the history this HSM persisted; it may have been rolled back or replaced`);
-      }
-      if (r.steppedDown) this.deliver(r.steppedDown);
-      this.top = batch[batch.length - 1]!.top;
-      from = batch[batch.length - 1]!.index + 1;
-    }
-    const after = this.hsm.status();
-    if (!after.captured) {
-      const latest = await this.storage.latestEntry();
-      throw new AgentError('Halted', `storage is behind this HSM: its NVRAM names log index ${after.awaiting!.index}, storage ends at ${latest?.index ?? 'nothing'}. Refusing stale or rolled-back storage.`);
-    }
-  }
-
-  /** Moves the HSM to the latest stored certificate, with the entries that link its statements. */
-  private async jump(): Promise<void> {
-    const cert = await this.storage.latestCertificate();
-    if (!cert) throw new AgentError('Halted', 'storage was compacted past this member and holds no certificate to jump with');
-    const statements = cert.statements.map(decodeStatement);
-    const maxIndex = Math.max(...statements.map((s) => s.index));
-    const entries = await this.storage.readEntries(cert.index, maxIndex - cert.index + 1);
-    if (entries.length === 0 || entries[0]!.index !== cert.index) throw new AgentError('Halted', 'the certified entry is missing from storage');
-    const r = this.hsm.captureJump(entries[0]!.entry, statements, entries.slice(1).map((e) => e.entry));
-    if (r.type !== 'Ok') throw new AgentError('Halted', `the HSM refuses the certificate to jump with: ${r.type}`);
-    this.top = entries[0]!.top;
-    this.log.info({ index: cert.index }, 'jumped to a certified entry');
+  /** Catch-up and jump (capture.ts): the same code the simulator runs against hostile storage. */
+  private catchUp(): Promise<void> {
+    return catchUp(this.hsm, this.storage, this.captureEvents);
   }
 
   private async persist(): Promise<boolean> {
@@ -223,10 +190,14 @@ export class Agent {
         this.log.warn('lost the leader lease: stepping down');
         this.deliver(this.hsm.stepDown());
       }
+      if (this.hsm.isLeader() && this.hsm.epochInfo()?.holdsPrevious && this.queue.length === 0 && !this.running) {
+        await this.sweepStep();
+      }
       if (!this.hsm.isLeader()) {
         await this.hsmLock.run(async () => {
           await this.catchUp();
           await this.persist();
+          this.hsm.learnEpoch(await collectPath(this.storage, this.top, EPOCH_STATE_ID));
           if (mine) {
             const became = this.hsm.becomeLeader(this.top);
             if (became.type === 'Ok') {
@@ -356,7 +327,7 @@ export class Agent {
 
   /** Closes the batch into an entry, writes it with its nodes, and captures it back. */
   private async closeAndWrite(applied: number): Promise<void> {
-    const proposed = this.hsm.closeBatch();
+    const proposed = this.hsm.closeBatch(await collectPath(this.storage, this.top, EPOCH_STATE_ID));
     if (proposed.type !== 'Proposed') return;
     const t0 = performance.now();
     const appended = await this.storage.appendEntry({ index: proposed.index, entry: proposed.entry, top: proposed.top }, proposed.added, proposed.removed);
@@ -378,6 +349,32 @@ export class Agent {
       throw new AgentError('Halted', `capture of our own entry failed: ${cap.type}`);
     }
     if (cap.steppedDown) this.deliver(cap.steppedDown);
+  }
+
+  /**
+   * After a ratchet, re-seals records still under the previous epoch, a few at a time. The HSM's
+   * epoch counts decide when the sweep is complete and the old key can be erased.
+   */
+  private async sweepStep(): Promise<void> {
+    this.running = true;
+    try {
+      await this.hsmLock.run(async () => {
+        const epoch = this.hsm.epochInfo()!.epoch;
+        const stale = await collectStaleLeaves(this.storage, this.top, epoch, 128);
+        let touched = 0;
+        for (const id of stale) {
+          const r = this.hsm.reseal(id, await collectPath(this.storage, this.top, id));
+          if (r.type === 'Resealed') touched++;
+        }
+        // An empty batch still carries the accounting: it is how the count reaching zero commits.
+        this.hsm.touchEpochState();
+        await this.closeAndWrite(0);
+        if (touched > 0) this.log.info({ resealed: touched, epoch }, 'epoch sweep');
+      });
+      await this.hsmLock.run(() => this.commitPending());
+    } finally {
+      this.running = false;
+    }
   }
 
   /** Gathers statements from a majority and lets the HSM release what they certify. */

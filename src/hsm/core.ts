@@ -28,8 +28,10 @@ import { fleetIdOf, type FleetPublicKeys } from '../protocol/fleet.js';
 import type { Platform } from './platform.js';
 import { DEFAULT_POLICY, decodeHsmSecrets, decodeFleetBlob, deriveSubkeys, encodeFleetBlob, encodeHsmSecrets, firstEpochKey, fleetPublicKeys, type FleetConfig, type FleetSecrets, type HsmSecrets, type Subkeys } from './keys.js';
 import { readNvram, writeNvram, type NvramState } from './nvram.js';
-import { openSlot, sealSlot, type RecordSlot } from './record.js';
+import { leafEpoch, openSlot, sealSlot, type RecordSlot } from './record.js';
 import { applyVaultRequest, type VaultContext } from './vault.js';
+import { EPOCH_STATE_ID, cloneEpochState, openEpochState, sealEpochState, type EpochState } from './epoch.js';
+import { nextEpochKey } from './keys.js';
 import { emptyRoot, layered, lookup, MapNodeSource, proofSource, rootHash, treeRoot, upsert, type AddedNode, type TreeContext, type TreeRoot, type TreeTop } from './tree.js';
 
 /** Open requests waiting to be applied; oldest are evicted first (a flood cannot exhaust RAM). */
@@ -57,6 +59,8 @@ export interface ReleasedResponse {
 interface PendingEntry {
   index: number;
   hash: Uint8Array;
+  /** Leaves still sealed under the previous epoch once this entry is in. */
+  previousEpochCount: number;
   responses: ReleasedResponse[];
   added: AddedNode[];
 }
@@ -72,6 +76,11 @@ interface LeaderState {
   /** The nodes each recent entry of this leader created, oldest first (for pruning the overlay). */
   recent: { index: number; added: AddedNode[] }[];
   pending: PendingEntry[];
+  /** Epoch accounting at the tip (the leaf at EPOCH_STATE_ID), loaded at the first batch that needs it. */
+  epochState: EpochState | undefined;
+  startedOnEmptyTree: boolean;
+  /** Changes the open batch makes to the per-epoch leaf counts. */
+  epochDeltas: Map<number, number>;
   batch: { digests: Uint8Array[]; responses: ReleasedResponse[]; added: AddedNode[]; removed: Uint8Array[] };
 }
 
@@ -84,11 +93,12 @@ interface FleetRuntime {
   tree: TreeContext;
   epoch: number;
   epochKey: Uint8Array;
+  previousEpochKey?: Uint8Array;
 }
 
 export type OpenResult = { type: 'Opened'; handle: number; recordId: Uint8Array } | { type: 'Refused'; code: ErrorCode; message: string };
 export type ApplyResult = { type: 'Applied' } | { type: 'StaleProof'; recordId: Uint8Array } | { type: 'Busy' } | { type: 'NotLeader' } | { type: 'UnknownHandle' } | { type: 'Halted'; message: string };
-export type CloseBatchResult = { type: 'Proposed'; entry: Uint8Array; index: number; top: TreeTop; added: AddedNode[]; removed: Uint8Array[] } | { type: 'Empty' } | { type: 'NotLeader' };
+export type CloseBatchResult = { type: 'Proposed'; entry: Uint8Array; index: number; top: TreeTop; added: AddedNode[]; removed: Uint8Array[] } | { type: 'Empty' } | { type: 'NotLeader' } | { type: 'StaleProof'; recordId: Uint8Array };
 export type CaptureResult =
   | { type: 'Ok'; position: Position; steppedDown?: ReleasedResponse[] }
   | { type: 'NoFleet' }
@@ -115,6 +125,11 @@ export interface HsmStatus {
 }
 
 /** A member id names both identity keys, so a wrap key cannot be swapped under a member's name. */
+/** The first node of a shipped path is the top of the tree it was read from. */
+function proofTop(nodes: Uint8Array[]): Uint8Array | null {
+  return nodes[0] ? sha256(nodes[0]) : null;
+}
+
 export function memberIdOf(identity: MemberIdentity | Uint8Array, wrapPublic?: Uint8Array): Uint8Array {
   const id = identity instanceof Uint8Array ? { signPublic: identity, wrapPublic: wrapPublic ?? new Uint8Array(32) } : identity;
   return sha256(new Writer().label('bkv/v1/member').fixed(id.signPublic, 32).fixed(id.wrapPublic, 32).finish()).slice(0, MEMBER_ID_BYTES);
@@ -181,6 +196,7 @@ export class HsmCore {
       tree: { fleetId, logId: logIdOf(fleetId) },
       epoch: f.epoch,
       epochKey: f.epochKey,
+      ...(f.previousEpochKey ? { previousEpochKey: f.previousEpochKey } : {}),
     };
     this.nvram = readNvram(this.platform.nvram, fleetId);
     // With no valid NVRAM slot the HSM refuses the fleet (DESIGN section 5).
@@ -234,7 +250,10 @@ export class HsmCore {
       routes: opts.routes ?? [{ from: 0, to: 0xffff }],
     };
     if (!config.members.some((m) => bytesEqual(m, this.memberId))) throw new ProtocolError('BadRequest', 'this HSM must be a member of its fleet');
-    this.secrets = { ...this.secrets, fleet: { secrets, config, epoch: 0, epochKey: firstEpochKey(secrets.record) } };
+    // Epoch 0's key is derived and the record root erased: no older key can ever be rebuilt.
+    const epochKey = firstEpochKey(secrets.record);
+    secrets.record = new Uint8Array(32);
+    this.secrets = { ...this.secrets, fleet: { secrets, config, epoch: 0, epochKey } };
     this.platform.secrets.write(encodeHsmSecrets(this.secrets));
     this.loadFleet();
     const f = this.fleet!;
@@ -406,6 +425,9 @@ export class HsmCore {
       overlay: new MapNodeSource(),
       recent: [],
       pending: [],
+      epochState: undefined,
+      startedOnEmptyTree: top === null,
+      epochDeltas: new Map(),
       batch: { digests: [], responses: [], added: [], removed: [] },
     };
     return { type: 'Ok', position: tip };
@@ -475,8 +497,11 @@ export class HsmCore {
     if (found.type === 'MissingNode' || found.type === 'WrongRoot') return { type: 'StaleProof', recordId: o.recordId };
     if (found.type === 'CorruptNode') return { type: 'StaleProof', recordId: o.recordId };
     let slot: RecordSlot | undefined;
+    let oldEpoch: number | undefined;
     if (found.type === 'Found') {
-      const s = openSlot(f.epochKey, f.fleetId, o.recordId, found.value);
+      oldEpoch = leafEpoch(found.value);
+      const key = this.epochKeyFor(oldEpoch);
+      const s = key ? openSlot(key, f.fleetId, o.recordId, found.value) : null;
       if (!s) {
         // The leaf is under a root this HSM certified, so it was sealed by the fleet: failing
         // to open it means a broken invariant, not a bad request.
@@ -502,6 +527,7 @@ export class HsmCore {
       for (const a of up.added) l.overlay.put(a.hash, a.node);
       l.batch.added.push(...up.added);
       l.batch.removed.push(...up.removed);
+      this.countLeaf(oldEpoch, f.epoch);
     }
     this.open.delete(handle);
     const body = o.sealResponse(encodeResponse(outcome.response), this.platform.randomBytes(32));
@@ -511,11 +537,16 @@ export class HsmCore {
   }
 
   /** Closes the open batch into a MACed entry on the leader's chain. */
-  closeBatch(): CloseBatchResult {
+  closeBatch(epochNodes: Uint8Array[] = []): CloseBatchResult {
     const f = this.fleet;
     const l = this.leader;
     if (!f || !l) return { type: 'NotLeader' };
-    if (l.batch.digests.length === 0) return { type: 'Empty' };
+    if (l.batch.digests.length === 0 && l.epochDeltas.size === 0) return { type: 'Empty' };
+    if (l.epochDeltas.size > 0) {
+      const e = this.writeEpochState(epochNodes);
+      if (e !== 'Ok') return { type: 'StaleProof', recordId: EPOCH_STATE_ID };
+    }
+    const previousEpochCount = l.epochState?.tracked ? (l.epochState.counts.get(f.epoch - 1) ?? 0) : Number.POSITIVE_INFINITY;
     const w = new Writer().label('bkv/v1/batch').u32(l.batch.digests.length);
     for (const d of l.batch.digests) w.fixed(d, 32);
     const body = { version: PROTOCOL_VERSION, index: l.tip.index + 1, prev: l.tip.hash, root: l.tree.hash, batchDigest: sha256(w.finish()), leader: this.memberId };
@@ -529,7 +560,7 @@ export class HsmCore {
     const added = l.batch.added.filter((a) => !removedSet.has(toHex(a.hash)));
     const removed = l.batch.removed.filter((h) => !addedSet.has(toHex(h)));
     const { responses } = l.batch;
-    l.pending.push({ index: body.index, hash, responses, added });
+    l.pending.push({ index: body.index, hash, responses, added, previousEpochCount });
     l.recent.push({ index: body.index, added: l.batch.added });
     l.batch = { digests: [], responses: [], added: [], removed: [] };
     return { type: 'Proposed', entry, index: body.index, top: l.tree.top, added, removed };
@@ -609,7 +640,13 @@ export class HsmCore {
     const hash = l.chain.get(k)!;
     if (!this.committed || k > this.committed.index) this.committed = { index: k, hash };
     const released: ReleasedResponse[] = [];
-    while (l.pending.length > 0 && l.pending[0]!.index <= k) released.push(...l.pending.shift()!.responses);
+    let sweptPrevious = false;
+    while (l.pending.length > 0 && l.pending[0]!.index <= k) {
+      const p = l.pending.shift()!;
+      released.push(...p.responses);
+      if (p.previousEpochCount === 0) sweptPrevious = true;
+    }
+    if (sweptPrevious) this.erasePreviousEpochKey();
     for (const i of [...l.chain.keys()]) if (i < k) l.chain.delete(i);
     return { type: 'Committed', index: k, released };
   }
@@ -652,6 +689,163 @@ export class HsmCore {
     this.captured = { index: t.index, hash: chain.get(t.index)!, root: t.root };
     const position = { index: t.index, hash: this.captured.hash };
     return steppedDown && steppedDown.length > 0 ? { type: 'Ok', position, steppedDown } : { type: 'Ok', position };
+  }
+
+  // ---- record epochs (DESIGN section 4; see epoch.ts) ----
+
+  private epochKeyFor(epoch: number): Uint8Array | undefined {
+    const f = this.fleet!;
+    if (epoch === f.epoch) return f.epochKey;
+    if (epoch === f.epoch - 1) return f.previousEpochKey;
+    return undefined;
+  }
+
+  private countLeaf(oldEpoch: number | undefined, newEpoch: number): void {
+    const d = this.leader!.epochDeltas;
+    if (oldEpoch !== undefined) d.set(oldEpoch, (d.get(oldEpoch) ?? 0) - 1);
+    d.set(newEpoch, (d.get(newEpoch) ?? 0) + 1);
+  }
+
+  /** Moves this HSM's keys forward to `epoch`, keeping only the key of epoch - 1 besides. */
+  private advanceEpochTo(epoch: number): void {
+    const f = this.fleet!;
+    if (epoch <= f.epoch) return;
+    let key = f.epochKey;
+    let previous: Uint8Array | undefined;
+    for (let e = f.epoch + 1; e <= epoch; e++) {
+      previous = key;
+      key = nextEpochKey(key, e);
+    }
+    f.epoch = epoch;
+    f.epochKey = key;
+    f.previousEpochKey = previous;
+    this.saveEpochKeys();
+  }
+
+  private erasePreviousEpochKey(): void {
+    const f = this.fleet!;
+    if (!f.previousEpochKey) return;
+    f.previousEpochKey = undefined;
+    this.saveEpochKeys();
+  }
+
+  private saveEpochKeys(): void {
+    const f = this.fleet!;
+    const fleet = { ...this.secrets.fleet!, epoch: f.epoch, epochKey: f.epochKey };
+    delete fleet.previousEpochKey;
+    if (f.previousEpochKey) fleet.previousEpochKey = f.previousEpochKey;
+    this.secrets = { ...this.secrets, fleet };
+    this.platform.secrets.write(encodeHsmSecrets(this.secrets));
+  }
+
+  /**
+   * Writes the open batch's epoch accounting into the tree, loading it first if needed (from the
+   * overlay or nodes the agent ships, checked against the tip). Starts a new epoch when the
+   * schedule says so and no record is left under the previous one.
+   */
+  private writeEpochState(nodes: Uint8Array[]): 'Ok' | 'Missing' {
+    const f = this.fleet!;
+    const l = this.leader!;
+    const source = layered(l.overlay, proofSource(nodes));
+    if (!l.epochState) {
+      const found = lookup(f.tree, l.tree, EPOCH_STATE_ID, source);
+      if (found.type === 'Found') {
+        const st = openEpochState(f.subkeys.epochState, f.fleetId, found.value);
+        if (!st) {
+          this.halt('the epoch accounting leaf does not open');
+          return 'Missing';
+        }
+        l.epochState = st;
+      } else if (found.type === 'Absent') {
+        l.epochState = { current: f.epoch, startedAt: this.platform.now(), counts: new Map(), tracked: l.startedOnEmptyTree };
+      } else {
+        return 'Missing';
+      }
+      this.advanceEpochTo(l.epochState.current);
+    }
+    const st = cloneEpochState(l.epochState);
+    for (const [e, d] of l.epochDeltas) st.counts.set(e, (st.counts.get(e) ?? 0) + d);
+    st.current = f.epoch;
+    const previousLeft = st.counts.get(f.epoch - 1) ?? 0;
+    if (st.tracked && previousLeft === 0 && !f.previousEpochKey && this.platform.now() - st.startedAt >= f.config.policy.epochIntervalMs) {
+      // Ratchet: new leaves are sealed under epoch + 1 from the next request on.
+      this.advanceEpochTo(f.epoch + 1);
+      st.current = f.epoch;
+      st.startedAt = this.platform.now();
+    }
+    const leaf = sealEpochState(f.subkeys.epochState, f.fleetId, st, this.platform.randomBytes(12));
+    const up = upsert(f.tree, l.tree, EPOCH_STATE_ID, leaf, source);
+    if (up.type !== 'Updated') return 'Missing';
+    l.tree = up.root;
+    for (const a of up.added) l.overlay.put(a.hash, a.node);
+    l.batch.added.push(...up.added);
+    l.batch.removed.push(...up.removed);
+    l.epochState = st;
+    l.epochDeltas = new Map();
+    return 'Ok';
+  }
+
+  /**
+   * Re-seals one record under the current epoch (the sweep after a ratchet). The agent names the
+   * record and ships its path; the epoch counts, not the agent, decide when the sweep is done.
+   */
+  reseal(recordId: Uint8Array, nodes: Uint8Array[]): { type: 'Resealed' } | { type: 'Current' } | { type: 'Absent' } | { type: 'StaleProof' } | { type: 'NotLeader' } | { type: 'Busy' } {
+    const f = this.fleet;
+    const l = this.leader;
+    if (!f || !l || this.halted) return { type: 'NotLeader' };
+    if (l.pending.length >= f.config.policy.maxUncommitted) return { type: 'Busy' };
+    const source = layered(l.overlay, proofSource(nodes));
+    const found = lookup(f.tree, l.tree, recordId, source);
+    if (found.type === 'Absent') return { type: 'Absent' };
+    if (found.type !== 'Found') return { type: 'StaleProof' };
+    const epoch = leafEpoch(found.value);
+    if (epoch === f.epoch || bytesEqual(recordId, EPOCH_STATE_ID)) return { type: 'Current' };
+    const key = this.epochKeyFor(epoch);
+    const slot = key ? openSlot(key, f.fleetId, recordId, found.value) : null;
+    if (!slot) {
+      this.halt('a record on the tip does not open');
+      return { type: 'NotLeader' };
+    }
+    const up = upsert(f.tree, l.tree, recordId, sealSlot(f.epochKey, f.epoch, f.fleetId, recordId, slot, this.platform.randomBytes(12)), source);
+    if (up.type !== 'Updated') return { type: 'StaleProof' };
+    l.tree = up.root;
+    for (const a of up.added) l.overlay.put(a.hash, a.node);
+    l.batch.added.push(...up.added);
+    l.batch.removed.push(...up.removed);
+    this.countLeaf(epoch, f.epoch);
+    return { type: 'Resealed' };
+  }
+
+  /** Makes the open batch carry the epoch accounting even if it writes no leaf (sweep steps). */
+  touchEpochState(): void {
+    const l = this.leader;
+    const f = this.fleet;
+    if (!l || !f) return;
+    if (l.epochDeltas.size === 0) l.epochDeltas.set(f.epoch, 0);
+  }
+
+  /** The epoch this HSM seals under, and whether it still holds the previous epoch's key. */
+  epochInfo(): { epoch: number; holdsPrevious: boolean } | undefined {
+    const f = this.fleet;
+    return f ? { epoch: f.epoch, holdsPrevious: f.previousEpochKey !== undefined } : undefined;
+  }
+
+  /**
+   * A follower learns the epoch from the accounting leaf under the root it captured, and moves
+   * its keys forward. It then holds epoch n and n - 1 only: n - 2 is gone, and the leader starts
+   * epoch n only after no record is left under n - 2 (DESIGN section 4: every member erases).
+   */
+  learnEpoch(nodes: Uint8Array[]): { type: 'Ok'; epoch: number } | { type: 'Missing' } | { type: 'NoFleet' } {
+    const f = this.fleet;
+    if (!f || !this.captured || this.halted) return { type: 'NoFleet' };
+    if (this.leader) return { type: 'Ok', epoch: f.epoch };
+    const found = lookup(f.tree, { top: proofTop(nodes), hash: this.captured.root }, EPOCH_STATE_ID, proofSource(nodes));
+    if (found.type === 'Absent') return { type: 'Ok', epoch: f.epoch };
+    if (found.type !== 'Found') return { type: 'Missing' };
+    const st = openEpochState(f.subkeys.epochState, f.fleetId, found.value);
+    if (!st) return { type: 'Missing' };
+    this.advanceEpochTo(st.current);
+    return { type: 'Ok', epoch: f.epoch };
   }
 
   /**

@@ -35,6 +35,8 @@ export interface FleetPolicy {
   maxUncommitted: number;
   /** Entries an overlay covers (W). */
   overlayWindow: number;
+  /** How often the record epoch ratchets (default 30 days). */
+  epochIntervalMs: number;
 }
 
 export const DEFAULT_POLICY: FleetPolicy = {
@@ -43,6 +45,7 @@ export const DEFAULT_POLICY: FleetPolicy = {
   persistIntervalMs: 10,
   maxUncommitted: 8,
   overlayWindow: 16,
+  epochIntervalMs: 30 * 24 * 3600 * 1000,
 };
 
 /** What every member of a fleet holds: fixed at the ceremony. */
@@ -61,6 +64,7 @@ export interface Subkeys {
   registerState: Uint8Array;
   session: Uint8Array;
   response: Uint8Array;
+  epochState: Uint8Array;
 }
 
 function sub(root: Uint8Array, label: string): Uint8Array {
@@ -76,6 +80,7 @@ export function deriveSubkeys(mac: Uint8Array): Subkeys {
     registerState: sub(mac, SUBKEY.registerState),
     session: sub(mac, SUBKEY.session),
     response: sub(mac, SUBKEY.response),
+    epochState: sub(mac, 'bkv/v1/epoch-state'),
   };
 }
 
@@ -100,6 +105,8 @@ export interface HsmSecrets {
     config: FleetConfig;
     epoch: number;
     epochKey: Uint8Array;
+    /** Key of epoch - 1 while records sealed under it remain (DESIGN section 4, "Record epochs"). */
+    previousEpochKey?: Uint8Array;
   };
 }
 
@@ -133,7 +140,9 @@ export function encodeHsmSecrets(s: HsmSecrets): Uint8Array {
     w.u8(p.defaultMaxGuesses).u8(p.reRegistrationLimit).u32(p.persistIntervalMs).u32(p.maxUncommitted).u32(p.overlayWindow);
     w.u16(f.config.routes.length);
     for (const r of f.config.routes) w.u16(r.from).u16(r.to);
-    w.u32(f.epoch).fixed(f.epochKey, 32);
+    w.u64(p.epochIntervalMs);
+    w.u32(f.epoch).fixed(f.epochKey, 32).bool(f.previousEpochKey !== undefined);
+    if (f.previousEpochKey) w.fixed(f.previousEpochKey, 32);
   }
   return w.finish();
 }
@@ -149,15 +158,18 @@ export function decodeHsmSecrets(b: Uint8Array): HsmSecrets {
   const members: Uint8Array[] = [];
   const nm = r.u16();
   for (let i = 0; i < nm; i++) members.push(r.fixed(16));
-  const policy: FleetPolicy = { defaultMaxGuesses: r.u8(), reRegistrationLimit: r.u8(), persistIntervalMs: r.u32(), maxUncommitted: r.u32(), overlayWindow: r.u32() };
+  const policy: FleetPolicy = { defaultMaxGuesses: r.u8(), reRegistrationLimit: r.u8(), persistIntervalMs: r.u32(), maxUncommitted: r.u32(), overlayWindow: r.u32(), epochIntervalMs: 0 };
   const routes: RouteRange[] = [];
   const nr = r.u16();
   for (let i = 0; i < nr; i++) routes.push({ from: r.u16(), to: r.u16() });
+  policy.epochIntervalMs = r.u64();
   const epoch = r.u32();
   const epochKey = r.fixed(32);
+  const previousEpochKey = r.bool() ? r.fixed(32) : undefined;
   r.done();
   if (members.length === 0) throw new ProtocolError('Malformed', 'fleet without members');
-  return { identitySeed, fleet: { secrets, config: { members, policy, routes }, epoch, epochKey } };
+  const fleet = { secrets, config: { members, policy, routes }, epoch, epochKey };
+  return { identitySeed, fleet: previousEpochKey ? { ...fleet, previousEpochKey } : fleet };
 }
 
 export { fleetIdOf };

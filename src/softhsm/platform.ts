@@ -75,11 +75,12 @@ class SealedFileSecretStore implements SecretStore {
 }
 
 /** The platform of a software HSM whose private state lives in `dir` (never in storage). */
-export function softwarePlatform(dir: string): Platform {
+export function softwarePlatform(dir: string, opts: { now?: () => number } = {}): Platform {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   return {
     randomBytes: (n) => new Uint8Array(randomBytes(n)),
-    now: () => Date.now(),
+    // Tests may pass a clock; the HSM uses it for liveness and the epoch schedule only.
+    now: opts.now ?? (() => Date.now()),
     nvram: new FileNvram(dir),
     secrets: new SealedFileSecretStore(dir),
   };

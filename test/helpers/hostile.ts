@@ -30,6 +30,7 @@ import { HsmCore, type ReleasedResponse } from '../../src/hsm/core.js';
 import type { FleetPolicy } from '../../src/hsm/keys.js';
 import type { TreeTop } from '../../src/hsm/tree.js';
 import { softwarePlatform } from '../../src/softhsm/platform.js';
+import { EPOCH_STATE_ID } from '../../src/hsm/epoch.js';
 import { SqliteStorage } from '../../src/storage/sqlite.js';
 import { collectPath } from '../../src/agent/proof.js';
 
@@ -339,13 +340,17 @@ export class CoreRig {
     const o = this.core.openRequest(env);
     if (o.type !== 'Opened') throw new Error(`openRequest refused: ${o.code} ${o.message}`);
     const nodes = await collectPath(this.storage, this.top, o.recordId);
+    // The epoch accounting leaf's path, which closeBatch needs when the batch writes a leaf.
+    this.epochNodes = await collectPath(this.storage, this.top, EPOCH_STATE_ID);
     const a = this.core.applyRequest(o.handle, nodes);
     if (a.type !== 'Applied') throw new Error(`applyRequest: ${a.type}`);
     return o.handle;
   }
 
+  private epochNodes: Uint8Array[] = [];
+
   propose(): Proposal {
-    const p = this.core.closeBatch();
+    const p = this.core.closeBatch(this.epochNodes);
     if (p.type !== 'Proposed') throw new Error(`closeBatch: ${p.type}`);
     return p;
   }
@@ -354,6 +359,7 @@ export class CoreRig {
     const r = await this.storage.appendEntry({ index: p.index, entry: p.entry, top: p.top }, p.added, p.removed);
     if (r.type !== 'Appended') throw new Error('append: index taken');
     this.top = p.top;
+    this.epochNodes = await collectPath(this.storage, this.top, EPOCH_STATE_ID);
   }
 
   async captureFromStorage(index: number): Promise<void> {

@@ -24,15 +24,16 @@ export interface InProcessSystem {
   close(): Promise<void>;
 }
 
-export async function startSystem(opts: { dir?: string; policy?: Partial<FleetPolicy>; compactGraceEntries?: number } = {}): Promise<InProcessSystem> {
+export async function startSystem(opts: { dir?: string; policy?: Partial<FleetPolicy>; compactGraceEntries?: number; leaseMs?: number; now?: () => number } = {}): Promise<InProcessSystem> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'bkv-test-'));
   const storage = new SqliteStorage(join(dir, 'vault.sqlite'));
   const agent = await Agent.start({
-    platform: softwarePlatform(join(dir, 'hsm-0')),
+    platform: softwarePlatform(join(dir, 'hsm-0'), opts.now ? { now: opts.now } : {}),
     storage,
     log: pino({ level: 'silent' }),
     createFleet: { policy: opts.policy ?? {} },
     compactGraceEntries: opts.compactGraceEntries ?? 1000,
+    ...(opts.leaseMs ? { leaseMs: opts.leaseMs } : {}),
   });
   const seen = { envelopes: [] as RequestEnvelope[], replies: [] as Uint8Array[] };
   const transport: Transport = {
