@@ -11,3 +11,24 @@ export { httpTransport, type Transport, type TransportReply, type HttpTransportO
 export { parseTrustFile, makeTrustFile, fleetIdOf, type TrustFile, type PinnedFleet, type FleetPublicKeys } from './protocol/fleet.js';
 export { ERROR_CODES, type ErrorCode } from './protocol/errors.js';
 export type { KeyStretching } from './crypto/opaque.js';
+/**
+ * Bundle mode (DESIGN section 6): pin the validator, witnesses and operator instead of the fleet;
+ * `fetchBundle`, then `vaultFromBundle`, which verifies every check before a Vault exists (I7).
+ */
+export {
+  fetchBundle,
+  vaultFromBundle,
+  verifyBundle,
+  parseValidatorTrust,
+  consistencyReference,
+  memoryStateStore,
+  emptyClientState,
+  BundleError,
+  BUNDLE_ERROR_CODES,
+  type BundleErrorCode,
+  type ValidatorTrust,
+  type ValidatorTrustFile,
+  type ClientState,
+  type ClientStateStore,
+  type VerifiedBundle,
+} from './client/bundle.js';

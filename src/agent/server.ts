@@ -9,11 +9,13 @@ import { envelopeFromJson, httpStatusOf } from '../protocol/http.js';
 import { makeTrustFile } from '../protocol/fleet.js';
 import { EnvelopeSchema, STRICT_AJV } from '../protocol/schemas.js';
 import { statementToJson, type Agent } from './agent.js';
+import { bundleRoutes } from './bundle-routes.js';
+import type { BundleStore } from './bundle.js';
 
 const B64_32 = Type.String({ pattern: '^[A-Za-z0-9+/]{43}=$' });
 const IdentitySchema = Type.Object({ signPublic: B64_32, wrapPublic: B64_32 }, { additionalProperties: false });
 
-export function buildAgentServer(agent: Agent, log: Logger) {
+export function buildAgentServer(agent: Agent, log: Logger, opts: { bundles?: BundleStore } = {}) {
   const app = Fastify({ loggerInstance: log as FastifyBaseLogger, bodyLimit: 16 * 1024, disableRequestLogging: true, ajv: STRICT_AJV }).withTypeProvider<TypeBoxTypeProvider>();
   app.setNotFoundHandler((_req, reply) => reply.code(404).send({ error: { code: 'BadRequest', message: 'no such endpoint' } }));
   app.setErrorHandler((err: { validation?: unknown; statusCode?: number; code?: string; message?: string }, _req, reply) => {
@@ -64,6 +66,9 @@ export function buildAgentServer(agent: Agent, log: Logger) {
     await agent.activate();
     return { ok: true };
   });
+
+  // Validation bundles (DESIGN section 6): countersign, install, serve.
+  if (opts.bundles) void app.register(bundleRoutes(agent, opts.bundles, log));
 
   app.get('/agent/v1/fleet', async (_req, reply) => {
     const keys = agent.hsm.publicKeys();

@@ -31,6 +31,8 @@ export const BACKUP_ERROR_CODES = [
   'BadArgument',
   /** The operation was cancelled through its AbortSignal. */
   'Aborted',
+  /** The store could not be reached or refused the operation (network, credentials, no bucket). */
+  'StoreFailed',
 ] as const;
 
 export type BackupErrorCode = (typeof BACKUP_ERROR_CODES)[number];

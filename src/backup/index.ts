@@ -12,6 +12,7 @@ export { writeTar, readTar, type TarWriteEntry, type TarReadEntry, type TarEntry
 export {
   createArchive,
   listArchives,
+  readSummary,
   deleteArchive,
   restoreArchive,
   verifyArchive,
@@ -26,4 +27,5 @@ export type { ArchiveSummary, Manifest, ManifestEntry, KeyMode } from './manifes
 export type { Progress, ProgressCallback } from './progress.js';
 export type { SkippedPath } from './sources.js';
 export { DirectoryStore, type BackupStore, type StagedObject, type StoredObject } from './store.js';
+export { S3Store, parseS3Url, type S3StoreOptions } from './s3-store.js';
 export { newRecoveryCode, parseRecoveryCode, formatRecoveryCode, type RecoveryCode } from './recovery-code.js';

@@ -6,12 +6,16 @@ import { parseTrustFile, type PinnedFleet } from '../protocol/fleet.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { Vault, VaultError } from '../client/vault.js';
 import { httpTransport } from '../client/transport.js';
+import { openBundleVault } from './bundle-vault.js';
+import { BundleError } from '../client/bundle.js';
 import { exitCodeOf, EXIT } from './exit-codes.js';
 import { InputError, readSecret } from './secrets.js';
 
-interface CommonOptions {
+export interface CommonOptions {
   server: string;
-  trust: string;
+  trust?: string;
+  trustValidator?: string;
+  state?: string;
   user: string;
   passwordStdin?: boolean;
   passwordFile?: string;
@@ -48,11 +52,15 @@ async function checkServerFleet(server: string, fleet: PinnedFleet): Promise<voi
   if (body.fleetId !== toHex(fleet.fleetId)) throw new VaultError('TrustFailure', 'the server runs a fleet whose keys are not the pinned ones: nothing was sent');
 }
 
-async function openVault(o: CommonOptions): Promise<Vault> {
-  const fleet = loadTrust(o.trust);
-  await checkServerFleet(o.server, fleet);
+export async function openVault(o: CommonOptions): Promise<Vault> {
+  if ((o.trust === undefined) === (o.trustValidator === undefined)) throw new InputError('give exactly one of --trust FILE (pinned fleet keys) and --trust-validator FILE (bundle mode)');
   const token = o.sessionTokenFile ? readFileSync(o.sessionTokenFile, 'utf8').trim() : undefined;
-  return new Vault({ fleet, transport: httpTransport({ server: o.server, sessionToken: () => token }) });
+  const transport = httpTransport({ server: o.server, sessionToken: () => token });
+  // Bundle mode (DESIGN section 6): the keys come from a bundle that passes every check (I7).
+  if (o.trustValidator !== undefined) return openBundleVault(o.server, o.trustValidator, o.state ?? `${o.trustValidator}.state.json`, transport);
+  const fleet = loadTrust(o.trust!);
+  await checkServerFleet(o.server, fleet);
+  return new Vault({ fleet, transport });
 }
 
 function password(o: CommonOptions, what = 'password'): Promise<string> {
@@ -65,7 +73,7 @@ function plural(n: number, w: string): string {
 }
 
 /** Runs a command body and turns errors into a message on stderr and a documented exit code. */
-async function run(body: () => Promise<void>): Promise<void> {
+export async function run(body: () => Promise<void>): Promise<void> {
   try {
     await body();
   } catch (e) {
@@ -76,6 +84,11 @@ async function run(body: () => Promise<void>): Promise<void> {
       }
       process.stderr.write(`${msg}\n`);
       process.exitCode = exitCodeOf(e.code);
+      return;
+    }
+    if (e instanceof BundleError) {
+      process.stderr.write(`bkv: the fleet's validation bundle failed verification (${e.code}): ${e.message}. Nothing was sent to the fleet.\n`);
+      process.exitCode = exitCodeOf(e.protocolCode);
       return;
     }
     if (e instanceof InputError || e instanceof ProtocolError) {
@@ -91,7 +104,9 @@ async function run(body: () => Promise<void>): Promise<void> {
 function common(cmd: Command): Command {
   return cmd
     .requiredOption('--server <url>', 'front end URL, e.g. http://127.0.0.1:8080')
-    .requiredOption('--trust <file>', 'trust file with the pinned fleet keys (bkv dev writes DIR/trust.json)')
+    .option('--trust <file>', 'trust file with the pinned fleet keys (bkv dev writes DIR/trust.json)')
+    .option('--trust-validator <file>', 'bundle mode: pin the validator, witnesses and operator instead (bkv dev --validator writes DIR/trust-validator.json)')
+    .option('--state <file>', 'bundle mode: what this client has seen (default: <trust-validator file>.state.json)')
     .requiredOption('--user <id>', 'user id')
     .option('--password-stdin', 'read the password from the first line of stdin')
     .option('--password-file <file>', 'read the password from the first line of a file')

@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { InputError } from './secrets.js';
+import { startDevValidator } from './dev-validator.js';
 
 const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
 
@@ -90,7 +91,8 @@ export function registerDevCommand(program: Command): void {
     .option('--storage <url>', 'storage engine: a postgres:// URL (default: SQLite at DIR/vault.sqlite)')
     .option('--ke1-per-day <n>', 'recovery attempts per account per day at the front end', '10')
     .option('--no-restart', 'do not restart HSM processes that exit')
-    .action(async (o: { data: string; port: string; fleet: string; storage?: string; ke1PerDay: string; restart: boolean }) => {
+    .option('--validator', 'bundle mode: also run a validator and a witness, publish the fleet\'s keys, write DIR/trust-validator.json')
+    .action(async (o: { data: string; port: string; fleet: string; storage?: string; ke1PerDay: string; restart: boolean; validator?: boolean }) => {
       const dir = resolve(o.data);
       if (!/^\d+$/.test(o.port)) throw new InputError('--port must be a number');
       const n = Number(o.fleet);
@@ -127,6 +129,16 @@ export function registerDevCommand(program: Command): void {
         const fe: Proc = { role: 'frontend', args: ['frontend', 'serve', '--agent', ...urls, '--port', o.port, '--open', '--ke1-per-day', o.ke1PerDay], log: join(dir, 'logs', 'frontend.log'), restarts: 0 };
         procs.push(fe);
         fe.url = (await spawnProc(fe)).url;
+        // Bundle mode (DESIGN section 6): validator and witness processes, then publication.
+        const bundleMode = o.validator
+          ? await startDevValidator(dir, urls, async (role, args) => {
+              const p: Proc = { role, args, log: join(dir, 'logs', `${role}.log`), restarts: 0 };
+              procs.push(p);
+              const r = (await spawnProc(p)) as Ready & { vkey?: unknown };
+              p.url = r.url;
+              return r;
+            })
+          : undefined;
         writeProcesses();
         for (const p of procs) watch(p);
         const url = fe.url!;
@@ -141,7 +153,13 @@ export function registerDevCommand(program: Command): void {
   processes     ${join(dir, 'processes.json')}
 
   OPEN MODE: the front end does not check app sessions (development only).
-
+${bundleMode ? `
+  validator     ${bundleMode.validatorUrl}   (its audit log: ${bundleMode.validatorUrl}/checkpoint)
+  witness       ${bundleMode.witnessUrl}
+  bundle mode   ${bundleMode.trustPath}   (pins the validator, witness and operator, not the fleet)
+  published     fleet ${bundleMode.published.fleetId.slice(0, 16)}... seq ${bundleMode.published.seq}
+  try           npx bkv status --server ${fe.url} --trust-validator ${bundleMode.trustPath} --user alice
+` : ''}
 Try it (in another terminal):
   echo 'my password' | npx bkv register --server ${url} --trust ${trustPath} --user alice --password-stdin
   echo 'my password' | npx bkv recover  --server ${url} --trust ${trustPath} --user alice --password-stdin

@@ -1,5 +1,6 @@
 /** The one place error codes become exit codes (documented in `bkv --help` and the README). */
 import type { ErrorCode } from '../protocol/errors.js';
+import type { BackupErrorCode } from '../backup/errors.js';
 
 export const EXIT = {
   ok: 0,
@@ -9,6 +10,12 @@ export const EXIT = {
   notRegistered: 5,
   unavailable: 6,
   trust: 7,
+  wrongKey: 8,
+  damaged: 9,
+  exists: 10,
+  store: 11,
+  fileChanged: 12,
+  interrupted: 130,
   internal: 1,
 } as const;
 
@@ -20,7 +27,13 @@ export const EXIT_CODES_HELP = `Exit codes:
   4  record locked or destroyed (or re-registration limit reached)
   5  not registered
   6  the vault is unavailable (also: outcome unknown, rate limited)
-  7  the fleet's keys failed verification`;
+  7  the fleet's keys failed verification
+  8  backups: the key does not open this archive (another vault key or recovery code)
+  9  backups: the archive is altered, cut short, corrupt or not a bkv archive (nothing was written)
+  10 backups: restore would replace an existing file (pass --overwrite)
+  11 backups: the backup store failed (unreachable, refused, no such bucket)
+  12 backups: a file changed while it was being backed up (nothing was stored; try again)
+  130 interrupted (Ctrl-C or SIGTERM); nothing was stored or restored`;
 
 export function exitCodeOf(code: ErrorCode): number {
   switch (code) {
@@ -43,6 +56,34 @@ export function exitCodeOf(code: ErrorCode): number {
     case 'Internal':
       return EXIT.internal;
     default:
+      return EXIT.usage;
+  }
+}
+
+/** Backup library errors; a mistyped recovery code or an unknown archive id is an input error. */
+export function backupExitCodeOf(code: BackupErrorCode): number {
+  switch (code) {
+    case 'WrongKey':
+      return EXIT.wrongKey;
+    case 'UnknownFormat':
+    case 'Malformed':
+    case 'Tampered':
+    case 'Truncated':
+    case 'HashMismatch':
+    case 'UnsafePath':
+    case 'UnsupportedEntry':
+      return EXIT.damaged;
+    case 'Exists':
+      return EXIT.exists;
+    case 'StoreFailed':
+      return EXIT.store;
+    case 'FileChanged':
+      return EXIT.fileChanged;
+    case 'Aborted':
+      return EXIT.interrupted;
+    case 'NotFound':
+    case 'BadRecoveryCode':
+    case 'BadArgument':
       return EXIT.usage;
   }
 }

@@ -5,6 +5,10 @@ import { registerClientCommands } from './client-commands.js';
 import { registerServeCommands } from './serve-commands.js';
 import { registerDevCommand } from './dev.js';
 import { registerFleetCommands } from './fleet-commands.js';
+import { registerBackupCommands } from './backup-commands.js';
+import { registerPublishCommands } from './publish-commands.js';
+import { registerValidatorCommands } from './validator-commands.js';
+import { registerAuditCommands } from './audit-commands.js';
 import { EXIT, EXIT_CODES_HELP } from './exit-codes.js';
 import { InputError } from './secrets.js';
 
@@ -20,6 +24,10 @@ registerDevCommand(program);
 registerClientCommands(program);
 registerServeCommands(program);
 registerFleetCommands(program);
+registerBackupCommands(program);
+registerPublishCommands(program);
+registerValidatorCommands(program);
+registerAuditCommands(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,10 +1,12 @@
 /** `bkv hsm serve` and `bkv frontend serve`: the long-running processes `bkv dev` starts. */
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 import type { Command } from 'commander';
 import pino from 'pino';
 import { Agent } from '../agent/agent.js';
 import { buildAgentServer } from '../agent/server.js';
+import { BundleStore } from '../agent/bundle.js';
 import { SqliteStorage } from '../storage/sqlite.js';
 import { PostgresStorage } from '../storage/postgres.js';
 import type { Storage } from '../storage/types.js';
@@ -76,7 +78,9 @@ export function registerServeCommands(program: Command): void {
         announce({ type: 'failed', role: 'hsm', message: (e as Error).message });
         process.exit(6);
       }
-      const app = buildAgentServer(agent, log);
+      // The fleet's validation bundle (DESIGN section 6) is public; it is kept beside the HSM's files.
+      const bundles = new BundleStore({ file: join(o.data, 'bundle.json'), keys: () => agent.publicKeys(), log });
+      const app = buildAgentServer(agent, log, { bundles });
       const address = await app.listen({ host: o.host, port: intOption(o.port, '--port', 0, 65535) });
       const keys = agent.hsm.publicKeys();
       announce({ type: 'ready', role: 'hsm', url: address, hasFleet: keys !== undefined, trust: keys ? makeTrustFile(keys, agent.fleetConfig().routes) : undefined });

@@ -28,6 +28,12 @@ export interface FrontendOptions {
   failoverWaitMs?: number;
 }
 
+/** Whether a failed fetch never connected, so the agent cannot have seen the request. */
+function notConnected(e: unknown): boolean {
+  const code = (e as { cause?: { code?: unknown } }).cause?.code;
+  return code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'UND_ERR_CONNECT_TIMEOUT';
+}
+
 export function buildFrontend(opts: FrontendOptions) {
   const app = Fastify({ loggerInstance: opts.log as FastifyBaseLogger, bodyLimit: 16 * 1024, disableRequestLogging: true, ajv: STRICT_AJV }).withTypeProvider<TypeBoxTypeProvider>();
   const registry = new Registry();
@@ -63,6 +69,9 @@ export function buildFrontend(opts: FrontendOptions) {
           res = await fetch(`${opts.agents[i]}/agent/v1/request`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(opts.agentTimeoutMs ?? 30_000) });
         } catch (e) {
           if ((e as Error).name === 'TimeoutError') return fail('OutcomeUnknown', 'the fleet did not answer in time: a guess may have been spent');
+          // Only a request that never reached the member may go to another one: a member that
+          // failed after receiving it (e.g. killed mid-request) may have applied it.
+          if (!notConnected(e)) return fail('OutcomeUnknown', 'the fleet member handling the request failed: a guess may have been spent');
           continue;
         }
         const json: unknown = await res.json().catch(() => undefined);

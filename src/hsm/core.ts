@@ -33,6 +33,8 @@ import { applyVaultRequest, type VaultContext } from './vault.js';
 import { EPOCH_STATE_ID, cloneEpochState, openEpochState, sealEpochState, type EpochState } from './epoch.js';
 import { nextEpochKey } from './keys.js';
 import { emptyRoot, layered, lookup, MapNodeSource, proofSource, rootHash, treeRoot, upsert, type AddedNode, type TreeContext, type TreeRoot, type TreeTop } from './tree.js';
+import { countersignStatement, type CountersignResult } from './countersign.js';
+import type { NoteSignature } from '../protocol/tlog/index.js';
 
 /** Open requests waiting to be applied; oldest are evicted first (a flood cannot exhaust RAM). */
 const MAX_OPEN_REQUESTS = 4096;
@@ -226,6 +228,13 @@ export class HsmCore {
 
   fleetConfig(): FleetConfig | undefined {
     return this.fleet?.config;
+  }
+
+  /** Countersigns a validated statement that lists this fleet's id, keys and routes (countersign.ts). */
+  countersign(statementText: string, validatorSignature: NoteSignature): CountersignResult {
+    const f = this.fleet;
+    if (!f || this.halted) return { type: 'NoFleet' };
+    return countersignStatement({ fleetId: f.fleetId, publicKeys: f.publicKeys, routes: f.config.routes, signSeed: f.secrets.sign }, statementText, validatorSignature);
   }
 
   // ---- key ceremony (single-HSM form; multi-member ceremonies wrap these keys to peers) ----

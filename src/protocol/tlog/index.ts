@@ -9,3 +9,4 @@ export * from './note.js';
 export * from './checkpoint.js';
 export * from './tiles.js';
 export * from './proof.js';
+export * from './remote.js';
