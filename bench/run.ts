@@ -7,6 +7,7 @@ import { availableParallelism, cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { benchBackup } from './backup.js';
 import { benchBundle } from './bundle.js';
+import { benchFleet } from './fleet.js';
 import { benchHpke } from './hpke.js';
 import type { BenchResult } from './result.js';
 import { benchTree } from './tree.js';
@@ -22,6 +23,7 @@ const BENCHES: Bench[] = [
   { name: 'tree', run: benchTree },
   { name: 'backup', run: benchBackup },
   { name: 'vault', run: benchVault },
+  { name: 'fleet', run: benchFleet },
   { name: 'bundle', run: benchBundle },
 ];
 

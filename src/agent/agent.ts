@@ -83,6 +83,9 @@ export class Agent {
   private readonly hsmLock = new Mutex();
   private lastCompacted = 0;
   private lastError = '';
+  private committing: Promise<boolean> | undefined;
+  /** Set while commits fail (no majority answers): new requests are then refused at once. */
+  private commitFailingSince: number | undefined;
   private readonly captureEvents: CatchUpEvents = {
     top: (top) => {
       this.top = top;
@@ -184,6 +187,8 @@ export class Agent {
   private async tick(): Promise<void> {
     if (this.closed || !this.active) return;
     try {
+      // A halted HSM must not keep the lease: another member has to be able to lead.
+      if (this.hsm.status().halted) return;
       const lease = await this.storage.acquireLease(this.memberHex, this.leaseMs, Date.now());
       const mine = lease.holder === this.memberHex;
       if (!mine && this.hsm.isLeader()) {
@@ -227,6 +232,9 @@ export class Agent {
   submit(env: RequestEnvelope): Promise<AgentReply> {
     if (this.closed) return Promise.resolve({ type: 'Error', code: 'Unavailable', message: 'agent is shutting down' });
     if (!this.hsm.isLeader()) return Promise.resolve({ type: 'Error', code: 'NotLeader', message: 'this member does not lead' });
+    if (this.commitFailingSince !== undefined && Date.now() - this.commitFailingSince > 3000) {
+      return Promise.resolve({ type: 'Error', code: 'Unavailable', message: 'the fleet cannot commit: no majority of its members answers' });
+    }
     if (this.queue.length >= this.maxQueue) return Promise.resolve({ type: 'Error', code: 'Unavailable', message: 'agent overloaded' });
     return new Promise((resolve) => {
       this.queue.push({ env, resolve, retries: 0 });
@@ -259,8 +267,21 @@ export class Agent {
         await yieldToIo();
         if (this.batchWindowMs > 0 && this.queue.length < 64) await sleep(this.batchWindowMs);
         if (this.queue.length > 0) await this.hsmLock.run(() => this.proposeBatch());
-        if (this.waiting.size > 0 && !(await this.hsmLock.run(() => this.commitPending()))) await sleep(50);
+        // Statements are gathered while the next batch forms: up to D entries wait for commit.
+        if (this.waiting.size > 0 && !this.committing) {
+          this.committing = this.commitPending()
+            .catch((e: Error) => {
+              this.log.error({ err: e.message }, 'commit failed: stepping down');
+              this.deliver(this.hsm.stepDown());
+              return false;
+            })
+            .finally(() => {
+              this.committing = undefined;
+            });
+        }
+        if (this.queue.length === 0 && this.committing && !(await this.committing)) await sleep(50);
       }
+      if (this.committing) await this.committing;
     } catch (e) {
       this.log.error({ err: (e as Error).message }, 'batch failed; failing queued requests');
       this.deliver(this.hsm.stepDown());
@@ -371,7 +392,7 @@ export class Agent {
         await this.closeAndWrite(0);
         if (touched > 0) this.log.info({ resealed: touched, epoch }, 'epoch sweep');
       });
-      await this.hsmLock.run(() => this.commitPending());
+      await this.commitPending();
     } finally {
       this.running = false;
     }
@@ -380,16 +401,23 @@ export class Agent {
   /** Gathers statements from a majority and lets the HSM release what they certify. */
   private async commitPending(): Promise<boolean> {
     const t0 = performance.now();
-    if (!(await this.persist())) throw new AgentError('Halted', 'NVRAM persist failed');
-    const own = this.hsm.statement();
-    if (own.type !== 'Ok') throw new AgentError('Halted', 'no statement');
-    const target = own.statement.index;
-    const statements = [own.statement, ...(await this.gatherStatements(target))];
-    const c = this.hsm.commit(statements);
+    const own = await this.hsmLock.run(async () => {
+      if (!(await this.persist())) throw new AgentError('Halted', 'NVRAM persist failed');
+      const st = this.hsm.statement();
+      if (st.type !== 'Ok') throw new AgentError('Halted', 'no statement');
+      return st.statement;
+    });
+    // The HSM is not held while peers answer: the next batch can be proposed meanwhile.
+    const statements = [own, ...(await this.gatherStatements(own.index))];
+    const c = await this.hsmLock.run(async () => this.hsm.commit(statements));
     this.stats.commitWaitMs += performance.now() - t0;
-    if (c.type === 'InvalidCertificate') return false;
+    if (c.type === 'InvalidCertificate') {
+      this.commitFailingSince ??= Date.now();
+      return false;
+    }
     this.deliver(c.released);
     if (c.type !== 'Committed') return false;
+    this.commitFailingSince = undefined;
     await this.storeCertificate(c.index, statements);
     if (c.index - this.lastCompacted >= Math.max(1, Math.floor(this.grace / 4)) && c.index > this.grace) {
       this.lastCompacted = c.index;

@@ -54,6 +54,15 @@ export function buildAgentServer(agent: Agent, log: Logger, opts: { bundles?: Bu
     return { memberId: toHex(id.memberId), signPublic: toBase64(id.signPublic), wrapPublic: toBase64(id.wrapPublic), hasFleet: agent.hsm.publicKeys() !== undefined };
   });
 
+  // Until the ceremony checks vendor attestations of member identities (DESIGN section 7), only
+  // the host itself may run it: from anywhere else, an attacker could list its own key as a member.
+  const loopbackOnly = (ip: string): boolean => ip === '127.0.0.1' || ip === '::1' || ip === '::ffff:127.0.0.1';
+  app.addHook('onRequest', async (req, reply) => {
+    if (req.url.startsWith('/agent/v1/ceremony/') && !loopbackOnly(req.ip)) {
+      return reply.code(403).send({ error: { code: 'Unauthorized', message: 'the key ceremony runs from the HSM host only' } });
+    }
+  });
+
   app.post('/agent/v1/ceremony/create', { schema: { body: Type.Object({ members: Type.Array(IdentitySchema, { minItems: 1, maxItems: 15 }) }, { additionalProperties: false }) } }, async (req) => {
     const members = req.body.members.map((m) => ({ signPublic: fromBase64(m.signPublic), wrapPublic: fromBase64(m.wrapPublic) }));
     const r = await agent.createFleet(members);

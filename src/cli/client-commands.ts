@@ -164,14 +164,14 @@ export function registerClientCommands(program: Command): void {
 
   common(program.command('change-password').description('change the password (with --password-stdin: old password on line 1, new on line 2)'))
     .option('--new-password-file <file>', 'read the new password from a file')
-    .option('--max-guesses <n>', 'guess limit under the new password (1..255)', '10')
-    .action((o: CommonOptions & { newPasswordFile?: string; maxGuesses: string }) =>
+    .option('--max-guesses <n>', 'guess limit under the new password (1..255; default: keep the current one)')
+    .action((o: CommonOptions & { newPasswordFile?: string; maxGuesses?: string }) =>
       run(async () => {
-        const maxGuesses = parseMaxGuesses(o.maxGuesses);
+        const maxGuesses = o.maxGuesses === undefined ? undefined : parseMaxGuesses(o.maxGuesses);
         const oldPw = await password(o, 'current password');
         const newPw = await readSecret({ stdin: o.passwordStdin && !o.newPasswordFile, file: o.newPasswordFile }, 'new password');
         const vault = await openVault(o);
-        await vault.changePassword(o.user, oldPw, newPw, { maxGuesses });
+        await vault.changePassword(o.user, oldPw, newPw, maxGuesses === undefined ? {} : { maxGuesses });
         process.stderr.write('password changed\n');
       }),
     );

@@ -30,7 +30,9 @@ export function httpTransport(opts: HttpTransportOptions): Transport {
       let res: Response;
       try {
         res = await doFetch(`${base}/v1/request`, { method: 'POST', headers, body: JSON.stringify(envelopeToJson(env)), signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000) });
-      } catch {
+      } catch (e) {
+        // A request that timed out may have been applied: a guess may be spent.
+        if ((e as Error).name === 'TimeoutError') return { type: 'Error', code: 'OutcomeUnknown', message: 'the vault did not answer in time: the outcome is unknown' };
         return { type: 'Error', code: 'Unavailable', message: `cannot reach the vault at ${base}` };
       }
       let body: unknown;

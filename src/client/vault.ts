@@ -190,9 +190,10 @@ export class Vault {
   /** Changes the password: logs in with the old one, re-registers K under the new one. */
   async changePassword(userId: string, oldPassword: string, newPassword: string, opts: { maxGuesses?: number } = {}): Promise<{ generation: number }> {
     checkPassword(newPassword);
+    // Keep the user's current guess limit unless the caller sets a new one.
+    const maxGuesses = opts.maxGuesses ?? (await this.status(userId)).maxGuesses;
     const s = await this.login(userId, oldPassword);
     const key = await this.unwrap(s);
-    const maxGuesses = opts.maxGuesses ?? 10;
     const e = await this.enrol(userId, newPassword, key, async (registrationRequest) => {
       const req = { type: 'ChangePasswordStart' as const, userId, auth: { token: s.token, mac: new Uint8Array(32) as Uint8Array }, registrationRequest };
       req.auth.mac = await this.auth(s, req);

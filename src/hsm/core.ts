@@ -61,8 +61,9 @@ export interface ReleasedResponse {
 interface PendingEntry {
   index: number;
   hash: Uint8Array;
-  /** Leaves still sealed under the previous epoch once this entry is in. */
+  /** Leaves still sealed under the previous epoch once this entry is in, and which epoch that was. */
   previousEpochCount: number;
+  epoch: number;
   responses: ReleasedResponse[];
   added: AddedNode[];
 }
@@ -100,7 +101,7 @@ interface FleetRuntime {
 
 export type OpenResult = { type: 'Opened'; handle: number; recordId: Uint8Array } | { type: 'Refused'; code: ErrorCode; message: string };
 export type ApplyResult = { type: 'Applied' } | { type: 'StaleProof'; recordId: Uint8Array } | { type: 'Busy' } | { type: 'NotLeader' } | { type: 'UnknownHandle' } | { type: 'Halted'; message: string };
-export type CloseBatchResult = { type: 'Proposed'; entry: Uint8Array; index: number; top: TreeTop; added: AddedNode[]; removed: Uint8Array[] } | { type: 'Empty' } | { type: 'NotLeader' } | { type: 'StaleProof'; recordId: Uint8Array };
+export type CloseBatchResult = { type: 'Proposed'; entry: Uint8Array; index: number; top: TreeTop; added: AddedNode[]; removed: Uint8Array[] } | { type: 'Empty' } | { type: 'NotLeader' } | { type: 'Busy' } | { type: 'StaleProof'; recordId: Uint8Array };
 export type CaptureResult =
   | { type: 'Ok'; position: Position; steppedDown?: ReleasedResponse[] }
   | { type: 'NoFleet' }
@@ -262,15 +263,17 @@ export class HsmCore {
     // Epoch 0's key is derived and the record root erased: no older key can ever be rebuilt.
     const epochKey = firstEpochKey(secrets.record);
     secrets.record = new Uint8Array(32);
+    const fleetId = fleetIdOf(fleetPublicKeys(secrets));
+    const genesisBody = { version: PROTOCOL_VERSION, index: 0, prev: fleetId, root: emptyRoot({ fleetId, logId: logIdOf(fleetId) }), batchDigest: new Uint8Array(32), leader: this.memberId };
+    const genesis = encodeEntry({ ...genesisBody, mac: hmacSha256(deriveSubkeys(secrets.mac).logEntry, entryMacInput(fleetId, genesisBody)) });
+    // NVRAM first: a crash before the secret store is written leaves no fleet, and a new ceremony
+    // can run; the other order would leave keys without a position, refused for good.
+    writeNvram(this.platform.nvram, null, fleetId, { index: 0, hash: entryHash(genesis) });
     this.secrets = { ...this.secrets, fleet: { secrets, config, epoch: 0, epochKey } };
     this.platform.secrets.write(encodeHsmSecrets(this.secrets));
+    this.halted = undefined;
     this.loadFleet();
     const f = this.fleet!;
-    const genesisBody = { version: PROTOCOL_VERSION, index: 0, prev: f.fleetId, root: emptyRoot(f.tree), batchDigest: new Uint8Array(32), leader: this.memberId };
-    const genesis = encodeEntry({ ...genesisBody, mac: hmacSha256(f.subkeys.logEntry, entryMacInput(f.fleetId, genesisBody)) });
-    const position = { index: 0, hash: entryHash(genesis) };
-    this.nvram = writeNvram(this.platform.nvram, null, f.fleetId, position);
-    this.halted = undefined;
     return { type: 'Created', fleetId: f.fleetId, publicKeys: f.publicKeys, genesis };
   }
 
@@ -315,11 +318,11 @@ export class HsmCore {
     }
     const { mac, ...body } = e;
     if (e.index !== 0 || !bytesEqual(e.prev, fleetId) || !verifyHmacSha256(subkeys.logEntry, mac, entryMacInput(fleetId, body))) return { type: 'Invalid', reason: 'not this fleet\'s genesis entry' };
+    writeNvram(this.platform.nvram, null, fleetId, { index: 0, hash: entryHash(genesis) });
     this.secrets = { ...this.secrets, fleet };
     this.platform.secrets.write(encodeHsmSecrets(this.secrets));
-    this.loadFleet();
-    this.nvram = writeNvram(this.platform.nvram, null, fleetId, { index: 0, hash: entryHash(genesis) });
     this.halted = undefined;
+    this.loadFleet();
     return { type: 'Joined', fleetId };
   }
 
@@ -551,6 +554,8 @@ export class HsmCore {
     const l = this.leader;
     if (!f || !l) return { type: 'NotLeader' };
     if (l.batch.digests.length === 0 && l.epochDeltas.size === 0) return { type: 'Empty' };
+    // Requests are refused at D uncommitted entries; an accounting-only batch must wait too.
+    if (l.batch.digests.length === 0 && l.pending.length >= f.config.policy.maxUncommitted) return { type: 'Busy' };
     if (l.epochDeltas.size > 0) {
       const e = this.writeEpochState(epochNodes);
       if (e !== 'Ok') return { type: 'StaleProof', recordId: EPOCH_STATE_ID };
@@ -569,7 +574,7 @@ export class HsmCore {
     const added = l.batch.added.filter((a) => !removedSet.has(toHex(a.hash)));
     const removed = l.batch.removed.filter((h) => !addedSet.has(toHex(h)));
     const { responses } = l.batch;
-    l.pending.push({ index: body.index, hash, responses, added, previousEpochCount });
+    l.pending.push({ index: body.index, hash, responses, added, previousEpochCount, epoch: f.epoch });
     l.recent.push({ index: body.index, added: l.batch.added });
     l.batch = { digests: [], responses: [], added: [], removed: [] };
     return { type: 'Proposed', entry, index: body.index, top: l.tree.top, added, removed };
@@ -648,14 +653,12 @@ export class HsmCore {
     }
     const hash = l.chain.get(k)!;
     if (!this.committed || k > this.committed.index) this.committed = { index: k, hash };
+    // An entry closed under an earlier epoch says nothing about the current previous key: a
+    // ratchet may have happened since (its count was of an older epoch).
+    const f = this.fleet!;
+    if (l.pending.some((p) => p.index <= k && p.epoch === f.epoch && p.previousEpochCount === 0)) this.erasePreviousEpochKey();
     const released: ReleasedResponse[] = [];
-    let sweptPrevious = false;
-    while (l.pending.length > 0 && l.pending[0]!.index <= k) {
-      const p = l.pending.shift()!;
-      released.push(...p.responses);
-      if (p.previousEpochCount === 0) sweptPrevious = true;
-    }
-    if (sweptPrevious) this.erasePreviousEpochKey();
+    while (l.pending.length > 0 && l.pending[0]!.index <= k) released.push(...l.pending.shift()!.responses);
     for (const i of [...l.chain.keys()]) if (i < k) l.chain.delete(i);
     return { type: 'Committed', index: k, released };
   }
