@@ -207,8 +207,16 @@ export class Agent {
             const became = this.hsm.becomeLeader(this.top);
             if (became.type === 'Ok') {
               this.stats.leaderSince = Date.now();
+              // A new term owes nothing to the last one's failed commits: with that timer still
+              // set it would refuse every request, never propose, never learn that it is stale,
+              // and keep renewing the lease (found by the simulator).
+              this.commitFailingSince = undefined;
               this.log.info({ index: became.position.index }, 'leading');
-            } else this.log.warn({ result: became.type }, 'cannot lead yet');
+            } else {
+              // Holding the lease without leading would stop every other member from leading.
+              this.log.warn({ result: became.type }, 'cannot lead: giving up the lease');
+              await this.storage.releaseLease(this.memberHex);
+            }
           }
         });
       }

@@ -5,6 +5,7 @@
  * acknowledged write, the HSMs refuse the shortened log and the fleet halts rather than diverges.
  */
 import pg from 'pg';
+import { extendsTail } from './links.js';
 import type { AppendResult, Lease, NodeWrite, Storage, StoredCertificate, StoredEntry } from './types.js';
 
 const SCHEMA = `
@@ -44,6 +45,13 @@ export class PostgresStorage implements Storage {
     const c = await this.pool.connect();
     try {
       await c.query('BEGIN');
+      if (e.index > 0) {
+        const prev = await c.query<{ entry: Buffer }>('SELECT entry FROM bkv_entries WHERE idx = $1', [e.index - 1]);
+        if (!extendsTail(prev.rows[0] ? new Uint8Array(prev.rows[0].entry) : undefined, e.entry, e.index)) {
+          await c.query('ROLLBACK');
+          return { type: 'NotLinked' };
+        }
+      }
       const r = await c.query('INSERT INTO bkv_entries (idx, entry, top) VALUES ($1, $2, $3) ON CONFLICT (idx) DO NOTHING', [e.index, Buffer.from(e.entry), e.top ? Buffer.from(e.top) : null]);
       if (r.rowCount === 0) {
         await c.query('ROLLBACK');
@@ -117,6 +125,10 @@ export class PostgresStorage implements Storage {
     );
     const r = await this.pool.query<{ holder: string; expires_at: string }>('SELECT holder, expires_at FROM bkv_lease WHERE id = 1');
     return { holder: r.rows[0]!.holder, expiresAt: Number(r.rows[0]!.expires_at) };
+  }
+
+  async releaseLease(holder: string): Promise<void> {
+    await this.pool.query('UPDATE bkv_lease SET expires_at = 0 WHERE id = 1 AND holder = $1', [holder]);
   }
 
   async close(): Promise<void> {

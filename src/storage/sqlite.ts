@@ -4,6 +4,7 @@
  * (old copies of records) are overwritten rather than left in free pages (I3).
  */
 import Database from 'better-sqlite3';
+import { extendsTail } from './links.js';
 import type { AppendResult, Lease, NodeWrite, Storage, StoredCertificate, StoredEntry } from './types.js';
 
 const SCHEMA = `
@@ -71,11 +72,15 @@ export class SqliteStorage implements Storage {
       gcCerts: this.db.prepare('DELETE FROM certificates WHERE idx < ?'),
       takeLease: this.db.prepare('INSERT INTO lease (id, holder, expires_at) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at WHERE lease.holder = excluded.holder OR lease.expires_at < ?'),
       readLease: this.db.prepare('SELECT holder, expires_at FROM lease WHERE id = 1'),
+      releaseLease: this.db.prepare('UPDATE lease SET expires_at = 0 WHERE id = 1 AND holder = ?'),
     };
   }
 
   private readonly appendTx = (e: StoredEntry, added: NodeWrite[], removed: Uint8Array[]): AppendResult => {
     return this.db.transaction((): AppendResult => {
+      const prev = e.index > 0 ? (this.stmts.readEntries.all(e.index - 1, 1) as EntryRow[])[0] : undefined;
+      if (e.index > 0 && prev?.idx !== e.index - 1) return { type: 'NotLinked' };
+      if (!extendsTail(prev ? new Uint8Array(prev.entry) : undefined, e.entry, e.index)) return { type: 'NotLinked' };
       const r = this.stmts.insertEntry.run(e.index, Buffer.from(e.entry), e.top ? Buffer.from(e.top) : null);
       if (r.changes === 0) return { type: 'IndexTaken' };
       for (const h of removed) this.stmts.obsoleteNode.run(e.index, Buffer.from(h));
@@ -131,6 +136,10 @@ export class SqliteStorage implements Storage {
       const r = this.stmts.readLease.get() as { holder: string; expires_at: number };
       return { holder: r.holder, expiresAt: r.expires_at };
     }).immediate();
+  }
+
+  async releaseLease(holder: string): Promise<void> {
+    this.stmts.releaseLease.run(holder);
   }
 
   /** Moves the WAL into the main file and truncates it (used before copying the file). */

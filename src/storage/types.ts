@@ -14,7 +14,7 @@ export interface NodeWrite {
   node: Uint8Array;
 }
 
-export type AppendResult = { type: 'Appended' } | { type: 'IndexTaken' };
+export type AppendResult = { type: 'Appended' } | { type: 'IndexTaken' } | { type: 'NotLinked' };
 
 export interface StoredCertificate {
   index: number;
@@ -44,6 +44,8 @@ export interface Storage {
    * who holds it. The lease serves liveness only: safety never depends on it (DESIGN section 5).
    */
   acquireLease(holder: string, ttlMs: number, nowMs: number): Promise<Lease>;
+  /** Gives the lease up at once, if `holder` has it (a member that cannot lead). */
+  releaseLease(holder: string): Promise<void>;
   close(): Promise<void>;
 }
 
