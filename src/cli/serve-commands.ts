@@ -1,4 +1,5 @@
 /** `bkv hsm serve` and `bkv frontend serve`: the long-running processes `bkv dev` starts. */
+import { announce, intOption, onSignals } from './process-helpers.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -16,32 +17,10 @@ import { jwtSessions, openSessions, type JwtConfig } from '../frontend/auth.js';
 import { makeTrustFile } from '../protocol/fleet.js';
 import { InputError } from './secrets.js';
 
-function intOption(v: string, name: string, min: number, max: number): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new InputError(`${name} must be an integer from ${min} to ${max}`);
-  return n;
-}
-
 /** A postgres:// URL selects PostgreSQL; anything else is a SQLite file path. */
 export async function openStorage(spec: string): Promise<Storage> {
   if (/^postgres(ql)?:\/\//.test(spec)) return PostgresStorage.connect(spec);
   return new SqliteStorage(spec);
-}
-
-function announce(msg: Record<string, unknown>): void {
-  if (process.send) process.send(msg);
-}
-
-function onSignals(close: () => Promise<void>): void {
-  let closing = false;
-  const stop = (): void => {
-    if (closing) return;
-    closing = true;
-    void close().finally(() => process.exit(0));
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
-  process.on('disconnect', stop);
 }
 
 export function registerServeCommands(program: Command): void {

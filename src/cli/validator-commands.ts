@@ -6,6 +6,7 @@
  * `validator.sqlite` (the audit log and its state). A witness's holds `witness.key` and
  * `witness.sqlite`.
  */
+import { announce, intOption, onSignals } from './process-helpers.js';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -34,28 +35,6 @@ export interface ValidatorKeys {
   logKey: SignerKey;
   attestationKey: SignerKey;
   config: ValidatorConfig;
-}
-
-function intOption(v: string, name: string, min: number, max: number): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new InputError(`${name} must be an integer from ${min} to ${max}`);
-  return n;
-}
-
-function announce(msg: Record<string, unknown>): void {
-  if (process.send) process.send(msg);
-}
-
-function onSignals(close: () => Promise<void>): void {
-  let closing = false;
-  const stop = (): void => {
-    if (closing) return;
-    closing = true;
-    void close().finally(() => process.exit(0));
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
-  process.on('disconnect', stop);
 }
 
 function vkeyArg(v: string, what: string, type = 1): VerifierKey {
