@@ -9,7 +9,7 @@
  * HSM releases the batch's responses. A fleet of one is the same code with no peers.
  */
 import type { Logger } from 'pino';
-import { HsmCore, type MemberIdentity, type ReleasedResponse } from '../hsm/core.js';
+import { HsmCore, memberIdOf, type MemberIdentity, type ReleasedResponse } from '../hsm/core.js';
 import type { Platform } from '../hsm/platform.js';
 import type { FleetConfig } from '../hsm/keys.js';
 import type { FleetPublicKeys } from '../protocol/fleet.js';
@@ -136,7 +136,6 @@ export class Agent {
    */
   async createFleet(members: MemberIdentity[], opts: { policy?: Partial<FleetConfig['policy']>; routes?: FleetConfig['routes'] } = {}): Promise<{ fleetId: Uint8Array; genesis: Uint8Array; wrapped: { member: MemberIdentity; blob: Uint8Array }[] }> {
     if (await this.storage.latestEntry()) throw new AgentError('Halted', 'storage already holds a log: refusing to start a second log on it');
-    const { memberIdOf } = await import('../hsm/core.js');
     const created = this.hsm.createFleet({ ...opts, members: members.map((m) => memberIdOf(m)) });
     if (created.type !== 'Created') throw new AgentError('BadRequest', 'this HSM already holds a fleet');
     const appended = await this.storage.appendEntry({ index: 0, entry: created.genesis, top: null }, [], []);

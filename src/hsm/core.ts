@@ -133,8 +133,7 @@ function proofTop(nodes: Uint8Array[]): Uint8Array | null {
   return nodes[0] ? sha256(nodes[0]) : null;
 }
 
-export function memberIdOf(identity: MemberIdentity | Uint8Array, wrapPublic?: Uint8Array): Uint8Array {
-  const id = identity instanceof Uint8Array ? { signPublic: identity, wrapPublic: wrapPublic ?? new Uint8Array(32) } : identity;
+export function memberIdOf(id: MemberIdentity): Uint8Array {
   return sha256(new Writer().label('bkv/v1/member').fixed(id.signPublic, 32).fixed(id.wrapPublic, 32).finish()).slice(0, MEMBER_ID_BYTES);
 }
 
