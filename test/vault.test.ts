@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { startSystem, type InProcessSystem } from './helpers/system.js';
+import { startSystem, vaultCode, type InProcessSystem } from './helpers/system.js';
 import { VaultError } from '../src/client/vault.js';
 
 let sys: InProcessSystem | undefined;
@@ -7,16 +7,6 @@ afterEach(async () => {
   await sys?.close();
   sys = undefined;
 });
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (e) {
-    if (e instanceof VaultError) return e.code;
-    throw e;
-  }
-}
 
 describe('vault, one HSM, in process', () => {
   it('registers and recovers a backup key', async () => {
@@ -50,10 +40,10 @@ describe('vault, one HSM, in process', () => {
     const v = sys.vault();
     const { key } = await v.register('carol', 'old');
     await v.changePassword('carol', 'old', 'new');
-    expect(await codeOf(v.recover('carol', 'old'))).toBe('WrongPassword');
+    expect(await vaultCode(v.recover('carol', 'old'))).toBe('WrongPassword');
     expect((await v.recover('carol', 'new')).key).toEqual(key);
     await v.delete('carol', 'new');
     expect((await v.status('carol')).state).toBe('tombstone');
-    expect(await codeOf(v.recover('carol', 'new'))).toBe('Locked');
+    expect(await vaultCode(v.recover('carol', 'new'))).toBe('Locked');
   });
 });

@@ -6,7 +6,7 @@ import pino from 'pino';
 import { Agent } from '../../src/agent/agent.js';
 import { SqliteStorage } from '../../src/storage/sqlite.js';
 import { softwarePlatform } from '../../src/softhsm/platform.js';
-import { Vault } from '../../src/client/vault.js';
+import { Vault, VaultError } from '../../src/client/vault.js';
 import { makeTrustFile, parseTrustFile, type PinnedFleet } from '../../src/protocol/fleet.js';
 import type { Transport } from '../../src/client/transport.js';
 import type { RequestEnvelope } from '../../src/protocol/channel.js';
@@ -58,4 +58,15 @@ export async function startSystem(opts: { dir?: string; policy?: Partial<FleetPo
       await storage.close();
     },
   };
+}
+
+/** 'ok', or the code of the VaultError the promise rejects with (anything else is rethrown). */
+export async function vaultCode(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'ok';
+  } catch (e) {
+    if (e instanceof VaultError) return e.code;
+    throw e;
+  }
 }

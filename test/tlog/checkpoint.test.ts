@@ -3,7 +3,6 @@ import fc from 'fast-check';
 import { toBase64 } from '../../src/crypto/bytes.js';
 import { ProtocolError } from '../../src/protocol/errors.js';
 import {
-  TlogError,
   formatCheckpoint,
   newSignerKey,
   openCheckpoint,
@@ -14,24 +13,10 @@ import {
   signCheckpoint,
 } from '../../src/protocol/tlog/index.js';
 import type { Checkpoint } from '../../src/protocol/tlog/index.js';
+import { codeOf, expectTyped } from './errors.js';
 
 const ROOT = new Uint8Array(32).map((_, i) => i);
 const R = toBase64(ROOT);
-
-function expectTyped(e: unknown): void {
-  const typed = (e instanceof ProtocolError && e.code === 'Malformed') || e instanceof TlogError;
-  if (!typed) throw new Error(`unexpected error: ${String(e)}`);
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (e) {
-    expectTyped(e);
-    return e instanceof TlogError ? e.code : 'Malformed';
-  }
-}
 
 describe('checkpoint text (tlog-checkpoint "Note text")', () => {
   it('parses and formats origin, size, root and extension lines', () => {

@@ -6,7 +6,6 @@ import {
   MAX_NOTE_SIGNATURES,
   SIGNATURE_TYPE_COSIGNATURE_V1,
   SIGNATURE_TYPE_ED25519,
-  TlogError,
   computeKeyId,
   cosignatureTimestamp,
   cosignedMessage,
@@ -24,6 +23,7 @@ import {
 } from '../../src/protocol/tlog/index.js';
 import type { Note, NoteSignature } from '../../src/protocol/tlog/index.js';
 import { readVectorJson } from './vectors.js';
+import { codeOf, expectTyped } from './errors.js';
 
 interface NoteVector {
   name: string;
@@ -77,22 +77,6 @@ const peter = keys.find((k) => k.name === 'go-peterneumann')!;
 const GO_TEXT = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
 const GO_SIGNED = notes.find((n) => n.name === 'go-note-peterneumann')!.note_text!;
 
-/** What the brief calls "the typed errors": parse errors and failed checks, nothing else. */
-function expectTyped(e: unknown): void {
-  const typed = (e instanceof ProtocolError && e.code === 'Malformed') || e instanceof TlogError;
-  if (!typed) throw new Error(`unexpected error: ${String(e)}`);
-}
-
-async function errorOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    expectTyped(e);
-    return e instanceof TlogError ? e.code : 'Malformed';
-  }
-  return 'ok';
-}
-
 function noteInput(v: NoteVector): string | Uint8Array {
   return v.note_text ?? fromHex(v.note_text_hex!);
 }
@@ -113,7 +97,7 @@ describe('signed-note vectors (notes.json)', () => {
 
   it.each(notes.map((n) => [n.name, n] as const))('%s', async (_name, v) => {
     const verifier = parseVerifierKey(v.vkey);
-    const got = await errorOf(open(noteInput(v), [verifier]));
+    const got = await codeOf(open(noteInput(v), [verifier]));
     if (v.expect === 'valid') {
       expect(got).toBe('ok');
       const opened = await open(noteInput(v), [verifier]);
@@ -144,7 +128,7 @@ describe('signed-note vectors (notes.json)', () => {
   it('a known key with a second, bad signature rejects the note even after a good one', async () => {
     const bad = notes.find((n) => n.name === 'go-note-invalid-signature')!;
     const badLine = bad.note_text!.split('\n\n')[1]!;
-    expect(await errorOf(open(GO_SIGNED + badLine, [parseVerifierKey(peter.vkey)]))).toBe('BadSignature');
+    expect(await codeOf(open(GO_SIGNED + badLine, [parseVerifierKey(peter.vkey)]))).toBe('BadSignature');
   });
 });
 
@@ -199,10 +183,10 @@ describe('signed-note keys (keys.json)', () => {
 
   it('rejects malformed signer keys', async () => {
     const sk = peter.signer_key!;
-    expect(await errorOf(parseSignerKey(sk.replace('PRIVATE+KEY+', 'PRIVATE+KEY')))).toBe('Malformed');
-    expect(await errorOf(parseSignerKey(sk.replace('c74f20a3', 'c74f20a4')))).toBe('KeyIdMismatch');
-    expect(await errorOf(parseSignerKey(sk.replace('+AYEK', '+ZYEK')))).toBe('UnsupportedKeyType');
-    expect(await errorOf(parseSignerKey(sk.slice(0, -4)))).toBe('Malformed');
+    expect(await codeOf(parseSignerKey(sk.replace('PRIVATE+KEY+', 'PRIVATE+KEY')))).toBe('Malformed');
+    expect(await codeOf(parseSignerKey(sk.replace('c74f20a3', 'c74f20a4')))).toBe('KeyIdMismatch');
+    expect(await codeOf(parseSignerKey(sk.replace('+AYEK', '+ZYEK')))).toBe('UnsupportedKeyType');
+    expect(await codeOf(parseSignerKey(sk.slice(0, -4)))).toBe('Malformed');
   });
 });
 
@@ -261,10 +245,10 @@ describe('cosignatures (type 0x04, cosignature/v1)', () => {
     const moved = sig.signature.slice();
     moved[7]! ^= 1;
     const tampered = formatNote({ text: body, signatures: [parseNote(logged).signatures[0]!, { ...sig, signature: moved }] });
-    expect(await errorOf(open(tampered, [log.verifier, witness.verifier]))).toBe('BadSignature');
+    expect(await codeOf(open(tampered, [log.verifier, witness.verifier]))).toBe('BadSignature');
     // An Ed25519 (0x01) verifier with the same key is a different key ID: the line is unknown.
     const plain = verifierFromPublicKey('witness.example/w1', witness.verifier.publicKey);
-    expect(await errorOf(open(cosigned, [plain]))).toBe('NoVerifiedSignature');
+    expect(await codeOf(open(cosigned, [plain]))).toBe('NoVerifiedSignature');
   });
 
   it('keeps one entry per cosigner, the newest', async () => {
@@ -289,9 +273,9 @@ describe('note rules', () => {
   it('refuses texts it cannot sign', async () => {
     const signer = await parseSignerKey(peter.signer_key!);
     for (const bad of ['no newline', 'tab\there\n', 'cr\r\n', 'lone \ud800 surrogate\n']) {
-      expect(await errorOf(sign(bad, [signer]))).toBe('Malformed');
+      expect(await codeOf(sign(bad, [signer]))).toBe('Malformed');
     }
-    expect(await errorOf(sign('text\n', []))).toBe('Malformed');
+    expect(await codeOf(sign('text\n', []))).toBe('Malformed');
   });
 
   it('keeps a leading byte order mark as part of the text', async () => {
@@ -326,8 +310,8 @@ describe('note rules', () => {
   it('refuses two different verifiers for one name and key ID', async () => {
     const v = parseVerifierKey(peter.vkey);
     const fake = { name: v.name, keyId: v.keyId, type: 1, verify: async () => true };
-    expect(await errorOf(open(GO_SIGNED, [v, fake]))).toBe('AmbiguousKey');
-    expect(await errorOf(open(GO_SIGNED, [v, v]))).toBe('ok');
+    expect(await codeOf(open(GO_SIGNED, [v, fake]))).toBe('AmbiguousKey');
+    expect(await codeOf(open(GO_SIGNED, [v, v]))).toBe('ok');
   });
 });
 
@@ -396,7 +380,7 @@ describe('note properties', () => {
     await fc.assert(
       fc.asyncProperty(edit, async ({ at, cut, insert }) => {
         const mutated = GO_SIGNED.slice(0, at) + insert + GO_SIGNED.slice(at + cut);
-        const got = await errorOf(open(mutated, [verifier]));
+        const got = await codeOf(open(mutated, [verifier]));
         if (mutated === GO_SIGNED) expect(got).toBe('ok');
       }),
       { numRuns: 200 },
@@ -421,7 +405,7 @@ describe('note properties', () => {
     );
     await fc.assert(
       fc.asyncProperty(keyLike, async (k) => {
-        await errorOf(parseSignerKey('PRIVATE+KEY+' + k));
+        await codeOf(parseSignerKey('PRIVATE+KEY+' + k));
       }),
       { numRuns: 100 },
     );

@@ -4,7 +4,6 @@ import { toBase64, utf8 } from '../../src/crypto/bytes.js';
 import { ProtocolError } from '../../src/protocol/errors.js';
 import {
   TLOG_PROOF_HEADER,
-  TlogError,
   formatCheckpoint,
   formatTlogProof,
   inclusionProof,
@@ -20,23 +19,9 @@ import {
   verifyTlogProof,
 } from '../../src/protocol/tlog/index.js';
 import type { TlogProof } from '../../src/protocol/tlog/index.js';
+import { codeOf, expectTyped } from './errors.js';
 
 const ORIGIN = 'log.example/bkv';
-
-function expectTyped(e: unknown): void {
-  const typed = (e instanceof ProtocolError && e.code === 'Malformed') || e instanceof TlogError;
-  if (!typed) throw new Error(`unexpected error: ${String(e)}`);
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (e) {
-    expectTyped(e);
-    return e instanceof TlogError ? e.code : 'Malformed';
-  }
-}
 
 async function fixture(n = 11) {
   const log = await parseSignerKey((await newSignerKey(ORIGIN, new Uint8Array(32).fill(5))).signerKey);
